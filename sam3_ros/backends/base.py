@@ -1,0 +1,119 @@
+"""The SAM 3 components the pipeline calls, as backend-neutral interfaces.
+
+Every tensor that crosses a component boundary is named here, with its layout, so that a
+backend (torch, onnxruntime, TensorRT) can implement a component as one graph. Shapes use
+S = model input size, s = S // 14 (feature grid), h = 4 * s (low-res masks), C = model width,
+Cm = tracker memory width, K = concepts, Q = detector queries, B = tracks.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+import torch
+
+
+@dataclass
+class ModelGeometry:
+    """Sizes fixed by the checkpoint."""
+
+    image_size: int            # S
+    grid: int                  # s
+    mask_size: int             # h, low-res mask side
+    hidden: int                # C
+    memory_dim: int            # Cm
+    num_maskmem: int           # spatial memories attended to: 1 conditioning slot + recent frames
+    max_object_pointers: int
+    num_queries: int           # Q
+
+
+@dataclass
+class VisionFeatures:
+    """One frame's image features, shared by the detector and the tracker."""
+
+    det_fpn: tuple[torch.Tensor, ...]      # 3 levels (1, C, 4s, 4s), (1, C, 2s, 2s), (1, C, s, s)
+    det_fpn_pos: tuple[torch.Tensor, ...]  # sine position encodings of the same shapes
+    trk_high_res: tuple[torch.Tensor, ...] # (1, C/8, 4s, 4s), (1, C/4, 2s, 2s): tracker skip features
+    trk_feat: torch.Tensor                 # (1, C, s, s): tracker top-level feature
+    trk_pos: torch.Tensor                  # (1, C, s, s)
+
+
+@dataclass
+class PromptFeatures:
+    """Concept tokens for the detector: text tokens, then exemplar tokens, padded per batch."""
+
+    features: torch.Tensor  # (K, L, C)
+    mask: torch.Tensor      # (K, L) bool, True = real token
+
+
+@dataclass
+class DetectorOutput:
+    scores: torch.Tensor       # (K, Q) P(class) * P(presence)
+    boxes_xyxy: torch.Tensor   # (K, Q, 4) normalised to [0, 1]
+    mask_logits: torch.Tensor  # (K, Q, h, w)
+
+
+@dataclass
+class MemoryBatch:
+    """Memory of B tracks with identical memory layout (same number of entries)."""
+
+    spatial: torch.Tensor          # (B, M, s*s, Cm) encoded masks of earlier frames
+    spatial_slot: torch.Tensor     # (B, M) long, temporal slot: 0 = conditioning, k = k frames ago
+    pointers: torch.Tensor         # (B, P, C) object pointers
+    pointer_offsets: torch.Tensor  # (B, P) float, frames between pointer and current frame
+
+
+@dataclass
+class TrackerOutput:
+    mask_logits: torch.Tensor    # (B, h, w)
+    object_logits: torch.Tensor  # (B,) > 0 means the object is visible
+    pointers: torch.Tensor       # (B, C)
+
+
+class VisionEncoder(Protocol):
+    def __call__(self, pixel_values: torch.Tensor) -> VisionFeatures: ...
+
+
+class TextEncoder(Protocol):
+    def __call__(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> PromptFeatures: ...
+
+
+class ExemplarEncoder(Protocol):
+    def __call__(self, vision: VisionFeatures, boxes_cxcywh: torch.Tensor, labels: torch.Tensor) -> PromptFeatures:
+        """boxes (1, N, 4) normalised cx, cy, w, h; labels (1, N) long, 1 positive, 0 negative."""
+
+
+class DetectorHead(Protocol):
+    def __call__(self, vision: VisionFeatures, prompts: PromptFeatures) -> DetectorOutput: ...
+
+
+class TrackerStep(Protocol):
+    def __call__(self, vision: VisionFeatures, memory: MemoryBatch) -> TrackerOutput:
+        """Memory attention + mask decoder for B tracks at once."""
+
+
+class MaskPrompter(Protocol):
+    def __call__(self, vision: VisionFeatures, masks: torch.Tensor) -> TrackerOutput:
+        """Start (or restart) tracks from (B, h, w) bool masks; returns their pointers."""
+
+
+class MemoryEncoder(Protocol):
+    def __call__(self, vision: VisionFeatures, mask_logits: torch.Tensor, object_logits: torch.Tensor) -> torch.Tensor:
+        """(B, h, w) mask logits -> (B, s*s, Cm) memory features (bfloat16)."""
+
+
+@dataclass
+class Sam3Components:
+    """One backend's implementation of every component, plus what the pipeline must know."""
+
+    name: str
+    geometry: ModelGeometry
+    device: torch.device
+    dtype: torch.dtype
+    vision: VisionEncoder
+    text: TextEncoder
+    exemplars: ExemplarEncoder
+    detector: DetectorHead
+    tracker: TrackerStep
+    mask_prompter: MaskPrompter
+    memory_encoder: MemoryEncoder

@@ -1,0 +1,97 @@
+"""What the pipeline returns for every frame."""
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .masks import RleMask
+
+
+class TrackState(enum.IntEnum):
+    """Life cycle of a track. Values match the STATE_* constants of msg/Instance.msg."""
+
+    TENTATIVE = 0
+    CONFIRMED = 1
+    LOST = 2
+
+
+@dataclass(frozen=True)
+class Position3D:
+    """Centroid and axis-aligned extent of an instance's mask pixels, in metres."""
+
+    frame_id: str
+    centroid: tuple[float, float, float]
+    size: tuple[float, float, float]
+    num_points: int
+
+
+@dataclass(frozen=True)
+class Instance:
+    """One visible instance of one concept on one frame."""
+
+    track_id: int
+    concept_id: str
+    label: str
+    score: float
+    box_xyxy: tuple[float, float, float, float]
+    state: TrackState
+    mask: RleMask
+    position_3d: Position3D | None = None
+
+    def to_json(self) -> dict:
+        out = {
+            "track_id": self.track_id,
+            "concept_id": self.concept_id,
+            "label": self.label,
+            "score": round(float(self.score), 6),
+            "box_xyxy": [round(float(v), 3) for v in self.box_xyxy],
+            "state": self.state.name.lower(),
+            "mask_rle": self.mask.to_coco(),
+        }
+        if self.position_3d is not None:
+            out["position_3d"] = {
+                "frame_id": self.position_3d.frame_id,
+                "centroid": list(self.position_3d.centroid),
+                "size": list(self.position_3d.size),
+                "num_points": self.position_3d.num_points,
+            }
+        return out
+
+
+@dataclass
+class FrameResult:
+    """All instances of all concepts on one frame, with per-stage timings in milliseconds."""
+
+    frame_index: int
+    image_height: int
+    image_width: int
+    instances: list[Instance]
+    timings_ms: dict[str, float] = field(default_factory=dict)
+    stamp_ns: int | None = None
+    live_tracks: int = 0
+    removed_track_ids: list[int] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict:
+        return {
+            "frame_index": self.frame_index,
+            "stamp_ns": self.stamp_ns,
+            "image_size": [self.image_height, self.image_width],
+            "live_tracks": self.live_tracks,
+            "removed_track_ids": list(self.removed_track_ids),
+            "timings_ms": {k: round(v, 3) for k, v in self.timings_ms.items()},
+            "warnings": list(self.warnings),
+            "instances": [inst.to_json() for inst in self.instances],
+        }
+
+    def instance_id_image(self, id_of=lambda inst: inst.track_id) -> np.ndarray:
+        """(H, W) uint16 image: each instance's pixels hold ``id_of(instance)``, 0 elsewhere.
+
+        Where masks overlap, the higher-scoring instance wins.
+        """
+        image = np.zeros((self.image_height, self.image_width), dtype=np.uint16)
+        for inst in sorted(self.instances, key=lambda i: i.score):
+            image[inst.mask.to_array()] = id_of(inst)
+        return image
