@@ -114,8 +114,7 @@ class TrackManager:
 
         matches = _greedy_pairs(iou, cfg.match_iou, rows=None, cols=np.flatnonzero(visible), scores=scores)
         free_dets = np.setdiff1d(np.arange(len(scores)), [d for d, _ in matches])
-        lost_cols = [i for i, t in enumerate(tracks) if t.state == TrackState.LOST and not visible[i]]
-        reacquisitions = _greedy_pairs(iou, cfg.reacquire_iou, rows=free_dets, cols=np.array(lost_cols, int),
+        reacquisitions = _greedy_pairs(iou, cfg.reacquire_iou, rows=free_dets, cols=np.flatnonzero(~visible),
                                        scores=scores)
         for d, ti in matches:
             decisions.matched[tracks[ti].track_id] = int(d)
