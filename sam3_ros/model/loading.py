@@ -139,8 +139,8 @@ def load_sam3(checkpoint: str | Path, device: str = "auto", dtype: str = "auto")
     try:
         model = Sam3VideoModel.from_pretrained(directory, dtype=torch_dtype, local_files_only=True)
         tokenizer = AutoTokenizer.from_pretrained(directory, local_files_only=True)
-    except (OSError, ValueError, RuntimeError) as err:
-        raise CheckpointError(f"loading {directory} failed: {err}") from err
+    except Exception as err:  # safetensors, tokenizers and torch raise their own types
+        raise CheckpointError(f"loading {directory} failed: {type(err).__name__}: {err}") from err
     random_weights = (directory / "RANDOM_WEIGHTS").exists()
     loaded = LoadedSam3(
         model=model.to(torch_device).eval(), tokenizer=tokenizer, device=torch_device, dtype=torch_dtype,
