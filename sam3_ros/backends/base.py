@@ -92,6 +92,13 @@ class TrackerStep(Protocol):
         """Memory attention + mask decoder for B tracks at once."""
 
 
+class TrackRefiner(Protocol):
+    def __call__(self, vision: VisionFeatures, memory: MemoryBatch, points: torch.Tensor | None,
+                 point_labels: torch.Tensor | None, box: torch.Tensor | None) -> TrackerOutput:
+        """One track's mask corrected by clicks (1, 1, N, 2) with labels (1, 1, N) and/or a box (1, 1, 4),
+        in model-input pixels, on top of its memory (SAM 2 style interactive refinement)."""
+
+
 class MaskPrompter(Protocol):
     def __call__(self, vision: VisionFeatures, masks: torch.Tensor) -> TrackerOutput:
         """Start (or restart) tracks from (B, h, w) bool masks; returns their pointers."""
@@ -117,3 +124,4 @@ class Sam3Components:
     tracker: TrackerStep
     mask_prompter: MaskPrompter
     memory_encoder: MemoryEncoder
+    refiner: TrackRefiner | None = None  # None: the backend cannot refine tracks interactively

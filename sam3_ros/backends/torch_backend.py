@@ -233,6 +233,24 @@ class TorchTrackerStep(_TrackerParts):
         return self.decode(vision, self.condition_on_memory(vision, memory), self.multimask)
 
 
+class TorchRefiner(TorchTrackerStep):
+    """Clicks and/or a box on top of a track's memory; multimask for a single click, as SAM 2 does."""
+
+    @torch.inference_mode()
+    def __call__(self, vision: VisionFeatures, memory: MemoryBatch, points: torch.Tensor | None,
+                 point_labels: torch.Tensor | None, box: torch.Tensor | None) -> TrackerOutput:
+        num_points = 0 if points is None else points.shape[2]
+        cfg = self.tracker.config
+        multimask = cfg.multimask_output_in_sam and cfg.multimask_min_pt_num <= num_points <= cfg.multimask_max_pt_num
+        dtype = self.dtype
+        return self.decode(
+            vision, self.condition_on_memory(vision, memory), multimask,
+            points=None if points is None else points.to(dtype),
+            point_labels=None if point_labels is None else point_labels.int(),
+            boxes=None if box is None else box.to(dtype),
+        )
+
+
 class TorchMaskPrompter(_TrackerParts):
     """A track's conditioning frame from a mask: the mask is the output, the decoder makes the pointer.
 
@@ -281,4 +299,5 @@ def torch_components(loaded: LoadedSam3) -> Sam3Components:
         tracker=TorchTrackerStep(loaded),
         mask_prompter=TorchMaskPrompter(loaded),
         memory_encoder=TorchMemoryEncoder(loaded),
+        refiner=TorchRefiner(loaded),
     )

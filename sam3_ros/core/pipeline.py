@@ -54,6 +54,15 @@ class Detections:
         return self.mask_logits > 0
 
 
+@dataclass(frozen=True)
+class RefineRequest:
+    """A correction of one track, in image pixels: a box (x1, y1, x2, y2) and/or clicks (x, y, positive)."""
+
+    track_id: int
+    box_xyxy: tuple[float, float, float, float] | None = None
+    points: tuple[tuple[float, float, bool], ...] = ()
+
+
 @dataclass
 class _ConceptState:
     concept: Concept
@@ -107,7 +116,7 @@ class Sam3Pipeline:
         self._memories: dict[int, TrackMemory] = {}
         self._last_visible_mask: dict[int, torch.Tensor] = {}
         self._pending_removed: list[int] = []
-        self._pending_warnings: list[str] = []
+        self._pending_refines: list[RefineRequest] = []
         self.last_image_size: tuple[int, int] | None = None
 
     # -- prompt and track control (thread-safe, non-blocking) ----------------------------------
@@ -133,6 +142,27 @@ class Sam3Pipeline:
     def active_concepts(self) -> list[Concept]:
         with self._lock:
             return list(self.prompts)
+
+    def request_refine(self, request: RefineRequest) -> None:
+        """Correct a live track on the next frame; its corrected mask becomes a conditioning frame."""
+        if self.components.refiner is None:
+            raise PromptError(f"the {self.components.name} backend cannot refine tracks")
+        if not request.points and request.box_xyxy is None:
+            raise PromptError("a refinement needs a box, points, or both")
+        if request.track_id not in self.tracks.tracks:
+            raise PromptError(f"track {request.track_id} is not live; live tracks: {self.tracks.live_ids}")
+        coords = [v for p in request.points for v in p[:2]] + list(request.box_xyxy or ())
+        if self.last_image_size is not None:
+            height, width = self.last_image_size
+            xs, ys = coords[0::2], coords[1::2]
+            if not all(-1 <= x <= width + 1 for x in xs) or not all(-1 <= y <= height + 1 for y in ys):
+                raise PromptError(f"refinement lies outside the {width}x{height} image")
+        if request.box_xyxy is not None:
+            x1, y1, x2, y2 = request.box_xyxy
+            if x2 - x1 < 2 or y2 - y1 < 2:
+                raise PromptError(f"refinement box {request.box_xyxy} is degenerate")
+        with self._lock:
+            self._pending_refines.append(request)
 
     def request_reset(self) -> None:
         """Forget all tracks at the next frame; track IDs are never reused."""
@@ -161,10 +191,12 @@ class Sam3Pipeline:
             detections = self._detect(vision)
         with timer("tracker"):
             propagation = self._propagate(vision, frame)
+            refined, refine_warnings = self._apply_refines(vision, frame, propagation, (height, width))
+            warnings += refine_warnings
         with timer("association"):
             decisions = self.tracks.update(self._observations(frame, detections, propagation))
         with timer("memory"):
-            self._update_memory(vision, frame, detections, propagation, decisions)
+            self._update_memory(vision, frame, detections, propagation, decisions, refined)
         with timer("postprocess"):
             instances = self._instances(detections, propagation, decisions, (height, width))
         timer.timings["total"] = sum(timer.timings.values())
@@ -303,6 +335,34 @@ class Sam3Pipeline:
             pointers[index] = out.pointers.to(pointers.dtype)
         return _Propagation(ids, masks, logits, pointers)
 
+    def _apply_refines(self, vision, frame: int, prop: _Propagation, image_size) -> tuple[set[int], list[str]]:
+        """Replace the propagated masks of tracks a person corrected; returns their ids."""
+        with self._lock:
+            requests, self._pending_refines = self._pending_refines, []
+        refined, warnings = set(), []
+        height, width = image_size
+        scale = torch.tensor([self.geometry.image_size / width, self.geometry.image_size / height])
+        for request in requests:
+            if request.track_id not in prop.track_ids:
+                warnings.append(f"refinement of track {request.track_id} dropped: the track ended")
+                continue
+            points = labels = box = None
+            if request.points:
+                xy = torch.tensor([p[:2] for p in request.points], dtype=torch.float32) * scale
+                points = xy[None, None].to(self.device)
+                labels = torch.tensor([[[int(p[2]) for p in request.points]]], device=self.device)
+            if request.box_xyxy is not None:
+                box = (torch.tensor(request.box_xyxy, dtype=torch.float32).view(2, 2) * scale).view(1, 1, 4)
+                box = box.to(self.device)
+            batch = batch_memories([self._memories[request.track_id]], frame)
+            out = self.components.refiner(vision, batch, points, labels, box)
+            row = prop.track_ids.index(request.track_id)
+            prop.mask_logits[row] = out.mask_logits[0].float()
+            prop.object_logits[row] = out.object_logits[0]
+            prop.pointers[row] = out.pointers[0].to(prop.pointers.dtype)
+            refined.add(request.track_id)
+        return refined, warnings
+
     def _observations(self, frame: int, dets: Detections, prop: _Propagation) -> Observations:
         visible = prop.visible
         reference = torch.where(visible[:, None, None], prop.mask_logits > 0, self._last_masks(prop.track_ids))
@@ -324,7 +384,7 @@ class Sam3Pipeline:
             torch.zeros(0, size, size, dtype=torch.bool, device=self.device)
 
     def _update_memory(self, vision: VisionFeatures, frame: int, dets: Detections, prop: _Propagation,
-                       decisions: Decisions) -> None:
+                       decisions: Decisions, refined: set[int]) -> None:
         """Encode this frame into the memory of every live track, and start new tracks."""
         self._drop_memory(decisions.removed)
         row_of = {tid: i for i, tid in enumerate(prop.track_ids)}
@@ -340,7 +400,9 @@ class Sam3Pipeline:
         concepts = [self.tracks.tracks[t].concept_id for t in continuing]
         logits = suppress_shrunk_overlaps(logits, concepts)
         pointers = prop.pointers[rows]
-        conditioning = [t in decisions.reconditioned for t in continuing]
+        conditioning = [t in decisions.reconditioned or t in refined for t in continuing]
+        for tid in refined & set(continuing):
+            self.tracks.refined(tid)
 
         if restarted:
             det_masks = dets.masks[torch.tensor([d for _, d in restarted], device=self.device)]

@@ -95,6 +95,14 @@ class TrackManager:
     def drop_track(self, track_id: int) -> bool:
         return self.tracks.pop(track_id, None) is not None
 
+    def refined(self, track_id: int) -> None:
+        """A person corrected this track's mask: treat it as confirmed and freshly matched."""
+        track = self.tracks[track_id]
+        track.state = TrackState.CONFIRMED
+        track.hits = max(track.hits, self.cfg.confirm_hits)
+        track.keep_alive = self.cfg.keep_alive
+        track.misses = 0
+
     def reset(self) -> list[int]:
         """Forget every track. IDs keep counting, so none is ever reused."""
         gone = list(self.tracks)
