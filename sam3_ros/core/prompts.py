@@ -69,8 +69,11 @@ def make_concept(
 ) -> Concept:
     """Build a normalised concept; an empty id is derived from the phrase."""
     text = " ".join((text or "").split())
+    exemplars = tuple(exemplars)
+    if not text and not exemplars:
+        raise PromptError("empty prompt: give a noun phrase, exemplar boxes, or both")
     concept_id = (concept_id or "").strip() or _slug(text)
-    concept = Concept(concept_id, text, tuple(exemplars), score_threshold)
+    concept = Concept(concept_id, text, exemplars, score_threshold)
     validate_concept(concept)
     return concept
 

@@ -1,0 +1,170 @@
+"""The ``sam3-ros`` command: run | demo (more subcommands register themselves below).
+
+Exit codes: 0 success, 1 stopped early on bad input (outputs up to there are kept),
+2 nothing could be done (bad arguments, checkpoint, prompts or input).
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import shutil
+import sys
+from pathlib import Path
+
+from .core.config import load_config
+from .core.prompts import ExemplarBox, PromptError, make_concept
+from .io.sources import SourceError
+from .model.loading import CheckpointError
+
+log = logging.getLogger("sam3_ros")
+
+EXIT_OK, EXIT_PARTIAL, EXIT_FAILED = 0, 1, 2
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return args.handler(args)
+    except (PromptError, CheckpointError, SourceError, FileExistsError, ValueError, RuntimeError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return EXIT_FAILED
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="sam3-ros", description="SAM 3 segmentation and tracking for robots.")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    run = commands.add_parser("run", help="segment and track concepts in a video, image folder or rosbag2")
+    run.add_argument("--input", required=True, help="video file, image folder, or rosbag2 (MCAP or sqlite3)")
+    run.add_argument("--output", required=True, help="output directory (results.mcap, results.json, overlay.mp4)")
+    run.add_argument("--image-topic", help="image topic to read from a rosbag2")
+    _add_prompt_args(run)
+    _add_model_args(run)
+    run.add_argument("--max-frames", type=int, help="stop after this many frames")
+    run.add_argument("--no-overlay", action="store_true", help="do not write overlay.mp4")
+    run.add_argument("--no-progress", action="store_true", help="no progress bar")
+    run.set_defaults(handler=_run)
+
+    demo = commands.add_parser("demo", help="run the offline runner on a generated clip (tiny model by default)")
+    demo.add_argument("--output", default="out/demo", help="output directory")
+    demo.add_argument("--frames", type=int, default=48)
+    _add_model_args(demo)
+    demo.set_defaults(handler=_demo)
+    return parser
+
+
+def _add_prompt_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--prompt", action="append", default=[], metavar="TEXT",
+                        help='a noun phrase to find and track, e.g. "yellow forklift" (repeatable)')
+    parser.add_argument("--box", action="append", default=[], metavar="ID:X1,Y1,X2,Y2[:neg]",
+                        help="an exemplar box (pixels of the first frame) for concept ID; a new ID makes a "
+                             "box-only concept; ':neg' marks a negative exemplar (repeatable)")
+
+
+def _add_model_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", help="YAML configuration (plain or a ROS parameter file)")
+    model = parser.add_mutually_exclusive_group()
+    model.add_argument("--checkpoint", help="local SAM 3 checkpoint directory (hf download facebook/sam3)")
+    model.add_argument("--tiny", action="store_true", help="random-init tiny model (smoke tests; outputs meaningless)")
+    parser.add_argument("--backend", help="torch | onnxruntime | tensorrt")
+    parser.add_argument("--device", help="auto | cpu | cuda | cuda:N")
+    parser.add_argument("--dtype", help="auto | float32 | bfloat16 | float16")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a configuration value, e.g. tracking.max_tracks=20 (repeatable)")
+
+
+def _config_from(args: argparse.Namespace, default_tiny: bool = False):
+    overrides: dict = {}
+    for item in args.set:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise ValueError(f"--set expects KEY=VALUE, got {item!r}")
+        overrides[key.strip()] = _parse_value(value.strip())
+    for key in ("backend", "device", "dtype", "checkpoint"):
+        if getattr(args, key, None):
+            overrides[f"model.{key}"] = getattr(args, key)
+    if args.tiny or (default_tiny and not args.checkpoint):
+        overrides["model.tiny"] = True
+    config = load_config(args.config, overrides)
+    if not config.model.tiny and not config.model.checkpoint:
+        raise ValueError("give --checkpoint DIR (a local facebook/sam3 download) or --tiny")
+    return config
+
+
+def _parse_value(text: str):
+    import yaml
+
+    return yaml.safe_load(text)
+
+
+def parse_concepts(prompts: list[str], boxes: list[str]) -> list:
+    """--prompt and --box arguments to validated concepts (ids derived from the phrases)."""
+    concepts = {}
+    for text in prompts:
+        concept = make_concept(None, text)
+        concepts[concept.id] = concept
+    exemplars: dict[str, list[ExemplarBox]] = {}
+    for spec in boxes:
+        parts = spec.split(":")
+        if len(parts) not in (2, 3) or (len(parts) == 3 and parts[2] not in ("neg", "pos")):
+            raise PromptError(f"--box expects ID:X1,Y1,X2,Y2[:neg], got {spec!r}")
+        try:
+            x1, y1, x2, y2 = (float(v) for v in parts[1].split(","))
+        except ValueError:
+            raise PromptError(f"--box coordinates must be four numbers, got {parts[1]!r}") from None
+        exemplars.setdefault(parts[0], []).append(ExemplarBox(x1, y1, x2, y2, positive=parts[-1] != "neg"))
+    for concept_id, boxes_of in exemplars.items():
+        base = concepts.get(concept_id)
+        concepts[concept_id] = make_concept(concept_id, base.text if base else "", boxes_of)
+    if not concepts:
+        raise PromptError("give at least one --prompt or --box")
+    return list(concepts.values())
+
+
+def _run(args: argparse.Namespace) -> int:
+    from .factory import build_pipeline, load_model
+    from .runner import run_offline
+
+    concepts = parse_concepts(args.prompt, args.box)
+    config = _config_from(args)
+    loaded = load_model(config)
+    print(loaded.describe(), file=sys.stderr)
+    summary = run_offline(build_pipeline(config, loaded), concepts, args.input, args.output,
+                          image_topic=args.image_topic, max_frames=args.max_frames, overlay=not args.no_overlay,
+                          progress=not args.no_progress, model_description=loaded.describe())
+    print(summary.describe())
+    for warning in dict.fromkeys(summary.warnings):
+        print(f"warning: {warning}", file=sys.stderr)
+    return EXIT_PARTIAL if summary.error else EXIT_OK
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from .demo_clip import write_demo_clip
+    from .factory import build_pipeline, load_model
+    from .runner import run_offline
+
+    config = _config_from(args, default_tiny=True)
+    if config.model.tiny:
+        # Random weights score every query low: lower the bars so the demo shows tracks at all.
+        config = config.updated({"detection.score_threshold": 0.2, "detection.new_track_threshold": 0.2})
+    output = Path(args.output)
+    shutil.rmtree(output, ignore_errors=True)  # the demo owns its output directory
+    clip = write_demo_clip(output / "input.mp4", frames=args.frames)
+    loaded = load_model(config)
+    print(loaded.describe(), file=sys.stderr)
+    concepts = parse_concepts(["red ball", "blue box"], [])
+    summary = run_offline(build_pipeline(config, loaded), concepts, clip, output / "results",
+                          model_description=loaded.describe())
+    print(summary.describe())
+    if loaded.random_weights:
+        print("note: the tiny model has random weights, so its masks are meaningless; "
+              "pass --checkpoint DIR with the real SAM 3 weights for real results.")
+    return EXIT_PARTIAL if summary.error else EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())

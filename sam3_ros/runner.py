@@ -1,0 +1,129 @@
+"""The offline runner: a video, image folder or rosbag2 in; a rosbag2 (MCAP), results.json and an
+annotated video out. Useful without ROS for dataset labelling and replaying robot recordings.
+
+Outputs are written frame by frame and closed on any error, so whatever was processed before a
+bad frame or a broken stream is kept.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable
+
+from tqdm import tqdm
+
+from .core.pipeline import Sam3Pipeline
+from .core.prompts import Concept
+from .io.overlay import draw_overlay
+from .io.sources import Frame, SourceError, open_source
+from .io.writers import JsonResultsWriter, McapResultsWriter, OverlayVideoWriter
+
+log = logging.getLogger(__name__)
+
+RESULTS_BAG = "results.mcap"
+RESULTS_JSON = "results.json"
+OVERLAY_VIDEO = "overlay.mp4"
+
+
+@dataclass
+class RunSummary:
+    output_dir: Path
+    frames: int = 0
+    instances: int = 0
+    track_ids: set[int] = field(default_factory=set)
+    warnings: list[str] = field(default_factory=list)
+    error: str | None = None
+    seconds: float = 0.0
+
+    @property
+    def fps(self) -> float:
+        return self.frames / self.seconds if self.seconds else 0.0
+
+    def describe(self) -> str:
+        status = f"stopped early: {self.error}" if self.error else "done"
+        return (f"{status}; {self.frames} frames at {self.fps:.1f} fps, {self.instances} instances, "
+                f"{len(self.track_ids)} tracks; outputs in {self.output_dir}")
+
+
+def run_offline(pipeline: Sam3Pipeline, concepts: list[Concept], input_path: str | Path, output_dir: str | Path,
+                image_topic: str | None = None, max_frames: int | None = None, overlay: bool = True,
+                progress: bool = True, model_description: str = "") -> RunSummary:
+    """Process every frame of ``input_path`` (or the first ``max_frames``) into ``output_dir``.
+
+    Raises SourceError when the input cannot be opened at all (nothing is written then). A
+    failure while reading later stops the run, keeps all outputs, and is reported in the summary.
+    """
+    output_dir = Path(output_dir)
+    summary = RunSummary(output_dir)
+    source = open_source(input_path, image_topic=image_topic, on_warning=_collect(summary))
+    pipeline.set_concepts(concepts)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    _refuse_to_overwrite(output_dir)
+    total = source.frame_count()
+    if max_frames is not None:
+        total = min(total, max_frames) if total else max_frames
+
+    start = time.perf_counter()
+    with McapResultsWriter(output_dir / RESULTS_BAG) as bag, \
+            JsonResultsWriter(output_dir / RESULTS_JSON, source=str(input_path),
+                              prompts=[_describe_concept(c) for c in concepts], model=model_description) as js, \
+            OverlayVideoWriter(output_dir / OVERLAY_VIDEO, fps=_fps_of(source)) as video:
+        bar = tqdm(total=total, unit="frame", disable=not progress, desc="sam3")
+        try:
+            for frame in _limit(source, max_frames):
+                result = pipeline.step(frame.rgb, stamp_ns=frame.stamp_ns)
+                bag.frame_id = frame.frame_id
+                bag.write(result)
+                js.write(result)
+                if overlay:
+                    video.write(draw_overlay(frame.rgb, result))
+                summary.frames += 1
+                summary.instances += len(result.instances)
+                summary.track_ids.update(i.track_id for i in result.instances)
+                summary.warnings += result.warnings
+                bar.update()
+                bar.set_postfix(tracks=result.live_tracks, ms=f"{result.timings_ms['total']:.0f}")
+        except (SourceError, OSError, ValueError) as err:
+            summary.error = f"{type(err).__name__}: {err}"
+            log.error("stopping after %d frames: %s", summary.frames, summary.error)
+            js.close(err)  # marks results.json incomplete, with the reason
+        finally:
+            bar.close()
+    summary.seconds = time.perf_counter() - start
+    return summary
+
+
+def _limit(frames: Iterable[Frame], max_frames: int | None) -> Iterable[Frame]:
+    for count, frame in enumerate(frames):
+        if max_frames is not None and count >= max_frames:
+            return
+        yield frame
+
+
+def _fps_of(source) -> float:
+    fps = getattr(source, "fps", None)
+    return float(fps) if fps and fps > 0 else 30.0
+
+
+def _collect(summary: RunSummary):
+    def warn(message: str) -> None:
+        log.warning("%s", message)
+        summary.warnings.append(message)
+    return warn
+
+
+def _refuse_to_overwrite(output_dir: Path) -> None:
+    existing = [name for name in (RESULTS_BAG, RESULTS_JSON, OVERLAY_VIDEO) if (output_dir / name).exists()]
+    if existing:
+        raise FileExistsError(f"{output_dir} already holds {', '.join(existing)}; choose a new --output")
+
+
+def _describe_concept(concept: Concept) -> dict:
+    return {
+        "id": concept.id,
+        "text": concept.text,
+        "exemplars": [[*b.as_tuple(), b.positive] for b in concept.exemplars],
+        "score_threshold": concept.score_threshold,
+    }
