@@ -169,6 +169,16 @@ class Sam3Pipeline:
         with self._lock:
             self._reset_requested = True
 
+    def state_bytes(self) -> int:
+        """Bytes of tensors the pipeline keeps between frames (track memory, masks, cached prompts)."""
+        tensors = {id(t): t for m in self._memories.values() for e in (*m.recent, *m.conditioning)
+                   for t in (e.features, e.pointer)}
+        tensors.update((id(t), t) for t in self._last_visible_mask.values())
+        for features in (*self._text_cache.values(),
+                         *(s.features for s in self._concepts.values() if s.features is not None)):
+            tensors.update((id(t), t) for t in (features.features, features.mask))
+        return sum(t.numel() * t.element_size() for t in tensors.values())
+
     # -- the frame loop -----------------------------------------------------------------------------
     def step(self, image: np.ndarray, stamp_ns: int | None = None) -> FrameResult:
         """Process one (H, W, 3) uint8 RGB frame."""
