@@ -42,7 +42,7 @@ setup(
     ],
     extras_require={
         "onnx": ["onnx>=1.16", "onnxruntime>=1.18", "onnxscript>=0.1"],
-        "test": ["pytest>=8", "onnx>=1.16", "onnxruntime>=1.18", "onnxscript>=0.1", "mcap>=1.1",
+        "test": ["pytest>=8", "onnx>=1.16", "onnxruntime>=1.18", "onnxscript>=0.1", "mcap>=1.1", "mcap-ros2-support>=0.5",
                  "catkin_pkg>=1.0"],
     },
     entry_points={

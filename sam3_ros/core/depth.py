@@ -1,0 +1,95 @@
+"""3D position of an instance from its mask and an aligned depth image (pinhole camera model).
+
+Pixel (u, v) with depth z back-projects to ((u - cx) z / fx, (v - cy) z / fy, z): pixel centres
+sit at integer coordinates, as in sensor_msgs/CameraInfo and OpenCV.
+"""
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from .results import Position3D
+
+# Outlier rule: keep points whose depth lies within max(MIN_BAND_M, BAND_SIGMAS * sigma) of the
+# median depth, where sigma = 1.4826 * MAD is a robust standard deviation. The floor keeps a flat,
+# face-on object (MAD near 0) and rejects background pixels the mask bleeds onto.
+MIN_BAND_M = 0.05
+BAND_SIGMAS = 3.0
+_MAD_TO_SIGMA = 1.4826
+
+# Extent: per-axis 2nd..98th percentile of the kept points, so a few stray points don't inflate it.
+EXTENT_PERCENTILES = (2.0, 98.0)
+
+
+def instance_position(
+    mask: np.ndarray,
+    depth_m: np.ndarray,
+    fx: float,
+    fy: float,
+    cx: float,
+    cy: float,
+    frame_id: str,
+    min_points: int = 20,
+) -> Position3D | None:
+    """Centroid and axis-aligned extent of a mask's pixels, in the depth camera's frame.
+
+    ``depth_m`` is (H, W) float metres with NaN/0 for no reading; fx, fy, cx, cy are the depth
+    image's intrinsics. A mask of another resolution is resized to the depth image
+    (nearest neighbour) first. Returns None when fewer than ``min_points`` pixels have valid,
+    non-outlier depth.
+    """
+    if mask.ndim != 2 or depth_m.ndim != 2:
+        raise ValueError(f"expected (H, W) mask and depth, got {mask.shape} and {depth_m.shape}")
+    if mask.shape != depth_m.shape:
+        height, width = depth_m.shape
+        mask = cv2.resize(mask.astype(np.uint8), (width, height), interpolation=cv2.INTER_NEAREST)
+    with np.errstate(invalid="ignore"):
+        valid = mask.astype(bool) & np.isfinite(depth_m) & (depth_m > 0)
+    rows, cols = np.nonzero(valid)
+    z = depth_m[rows, cols].astype(np.float64)
+    if z.size < min_points:
+        return None
+
+    median = np.median(z)
+    band = max(MIN_BAND_M, BAND_SIGMAS * _MAD_TO_SIGMA * np.median(np.abs(z - median)))
+    keep = np.abs(z - median) <= band
+    if np.count_nonzero(keep) < min_points:
+        return None
+    z, rows, cols = z[keep], rows[keep], cols[keep]
+
+    points = np.stack([(cols - cx) * z / fx, (rows - cy) * z / fy, z], axis=1)
+    low, high = np.percentile(points, EXTENT_PERCENTILES, axis=0)
+    return Position3D(
+        frame_id=frame_id,
+        centroid=_triple(points.mean(axis=0)),
+        size=_triple(high - low),
+        num_points=int(z.size),
+    )
+
+
+def transform_position(
+    position: Position3D,
+    rotation_3x3: np.ndarray,
+    translation_3: np.ndarray,
+    target_frame: str,
+) -> Position3D:
+    """Express a position in another frame: p' = R p + t.
+
+    The size becomes the axis-aligned extent of the rotated box's eight corners.
+    """
+    rotation = np.asarray(rotation_3x3, dtype=np.float64).reshape(3, 3)
+    translation = np.asarray(translation_3, dtype=np.float64).reshape(3)
+    centroid = np.asarray(position.centroid)
+    half = np.asarray(position.size) / 2.0
+    signs = np.array([[sx, sy, sz] for sx in (-1, 1) for sy in (-1, 1) for sz in (-1, 1)])
+    corners = (centroid + signs * half) @ rotation.T + translation
+    return Position3D(
+        frame_id=target_frame,
+        centroid=_triple(rotation @ centroid + translation),
+        size=_triple(corners.max(axis=0) - corners.min(axis=0)),
+        num_points=position.num_points,
+    )
+
+
+def _triple(values: np.ndarray) -> tuple[float, float, float]:
+    return float(values[0]), float(values[1]), float(values[2])

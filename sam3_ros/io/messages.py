@@ -1,0 +1,317 @@
+"""FrameResults and concepts as ROS 2 messages, built through a ``MessageTypes`` factory.
+
+The same converters serve the ROS node (rclpy classes) and the offline tools (rosbags classes).
+"""
+from __future__ import annotations
+
+import enum
+from typing import Any, Iterable, Mapping
+
+import numpy as np
+
+from ..core.image_encoding import mono16_to_image_fields, rgb_to_image_fields
+from ..core.prompts import Concept, ExemplarBox, PromptError, make_concept, validate_concept
+from ..core.results import FrameResult, Instance
+from .overlay import instance_caption, track_colour
+from .ros_types import MessageTypes
+
+# visualization_msgs/Marker constants.
+MARKER_TEXT_VIEW_FACING = 9
+MARKER_ADD = 0
+MARKER_DELETEALL = 3
+MARKER_NAMESPACE = "sam3"
+MARKER_TEXT_HEIGHT_M = 0.1
+
+_ORIGIN = (0.0, 0.0, 0.0)
+_UINT16_IDS = 65535
+_INT32_IDS = 2**31
+
+
+class DiagnosticLevel(enum.IntEnum):
+    """diagnostic_msgs/DiagnosticStatus levels."""
+
+    OK = 0
+    WARN = 1
+    ERROR = 2
+    STALE = 3
+
+
+# -- headers -------------------------------------------------------------------------------------
+
+
+def header(stamp_ns: int, frame_id: str, types: MessageTypes) -> Any:
+    """std_msgs/Header for a stamp in nanoseconds since the epoch."""
+    sec, nanosec = divmod(int(stamp_ns), 10**9)
+    stamp = types.new("builtin_interfaces/msg/Time", sec=sec, nanosec=nanosec)
+    return types.new("std_msgs/msg/Header", stamp=stamp, frame_id=frame_id)
+
+
+def _in_frame(header_msg: Any, frame_id: str, types: MessageTypes) -> Any:
+    """The same stamp in another frame."""
+    return types.new("std_msgs/msg/Header", stamp=header_msg.stamp, frame_id=frame_id)
+
+
+# -- sam3_ros_interfaces ---------------------------------------------------------------------------
+
+
+def instance_array(result: FrameResult, header_msg: Any, types: MessageTypes) -> Any:
+    """sam3_ros_interfaces/InstanceArray with every instance of the result."""
+    return types.new(
+        "sam3_ros_interfaces/msg/InstanceArray",
+        header=header_msg,
+        instances=[_instance(inst, types) for inst in result.instances],
+    )
+
+
+def _instance(inst: Instance, types: MessageTypes) -> Any:
+    position = inst.position_3d
+    return types.new(
+        "sam3_ros_interfaces/msg/Instance",
+        track_id=inst.track_id,
+        concept_id=inst.concept_id,
+        label=inst.label,
+        score=float(inst.score),
+        state=int(inst.state),
+        bbox=_bbox2d(inst.box_xyxy, types),
+        mask_height=inst.mask.height,
+        mask_width=inst.mask.width,
+        mask_rle=types.sequence(np.asarray(inst.mask.counts, dtype=np.uint32)),
+        has_position=position is not None,
+        position_frame_id=position.frame_id if position else "",
+        centroid=_xyz("geometry_msgs/msg/Point", position.centroid if position else _ORIGIN, types),
+        size=_xyz("geometry_msgs/msg/Vector3", position.size if position else _ORIGIN, types),
+    )
+
+
+def concept_msg(concept: Concept, types: MessageTypes) -> Any:
+    """sam3_ros_interfaces/Concept; a default threshold (None) is sent as 0."""
+    return types.new(
+        "sam3_ros_interfaces/msg/Concept",
+        id=concept.id,
+        text=concept.text,
+        exemplar_boxes=[_bbox2d(box.as_tuple(), types) for box in concept.exemplars],
+        exemplar_positive=types.sequence(np.array([box.positive for box in concept.exemplars], dtype=bool)),
+        score_threshold=float(concept.score_threshold or 0.0),
+    )
+
+
+def concept_from_msg(msg: Any, image_size: tuple[int, int] | None = None) -> Concept:
+    """A validated Concept from sam3_ros_interfaces/Concept (PromptError says what is wrong).
+
+    Empty ``exemplar_positive`` means every box is positive; a threshold of 0 means the
+    default. ``image_size`` (height, width) checks and clips boxes to the image they refer to.
+    The float32 threshold is rounded to 6 decimals so 0.3 stays 0.3.
+    """
+    boxes = list(msg.exemplar_boxes)
+    positive = [bool(p) for p in msg.exemplar_positive] or [True] * len(boxes)
+    if len(positive) != len(boxes):
+        raise PromptError(
+            f"concept {msg.id!r}: {len(boxes)} exemplar boxes but {len(positive)} exemplar_positive flags"
+        )
+    exemplars = [ExemplarBox(*_xyxy(box, msg.id, i), positive=flag)
+                 for i, (box, flag) in enumerate(zip(boxes, positive))]
+    threshold = round(float(msg.score_threshold), 6)
+    concept = make_concept(msg.id, msg.text, exemplars, None if threshold == 0 else threshold)
+    return validate_concept(concept, image_size) if image_size is not None else concept
+
+
+# -- vision_msgs -----------------------------------------------------------------------------------
+
+
+def detection2d_array(result: FrameResult, header_msg: Any, types: MessageTypes) -> Any:
+    """vision_msgs/Detection2DArray: id = track id, one hypothesis (class_id = label, score)."""
+    detections = [
+        types.new(
+            "vision_msgs/msg/Detection2D",
+            header=header_msg,
+            results=[_hypothesis(inst, _ORIGIN, types)],
+            bbox=_bbox2d(inst.box_xyxy, types),
+            id=str(inst.track_id),
+        )
+        for inst in result.instances
+    ]
+    return types.new("vision_msgs/msg/Detection2DArray", header=header_msg, detections=detections)
+
+
+def detection3d_array(result: FrameResult, header_msg: Any, types: MessageTypes) -> Any:
+    """vision_msgs/Detection3DArray of the instances that have a 3D position.
+
+    Boxes are axis-aligned (centre = centroid, size = extent) in the positions' frame, which
+    replaces the header's frame_id (they differ when positions are transformed to a TF frame).
+    """
+    located = [inst for inst in result.instances if inst.position_3d is not None]
+    frame_id = located[0].position_3d.frame_id if located else header_msg.frame_id
+    detections = []
+    for inst in located:
+        position = inst.position_3d
+        bbox = types.new(
+            "vision_msgs/msg/BoundingBox3D",
+            center=_pose(position.centroid, types),
+            size=_xyz("geometry_msgs/msg/Vector3", position.size, types),
+        )
+        detections.append(types.new(
+            "vision_msgs/msg/Detection3D",
+            header=_in_frame(header_msg, position.frame_id, types),
+            results=[_hypothesis(inst, position.centroid, types)],
+            bbox=bbox,
+            id=str(inst.track_id),
+        ))
+    return types.new("vision_msgs/msg/Detection3DArray", header=_in_frame(header_msg, frame_id, types),
+                     detections=detections)
+
+
+def id_image_value(track_id: int) -> int:
+    """The instance-id image pixel of a track: ids wrap into 1..65535 as ((id - 1) % 65535) + 1,
+    so 0 stays "no instance" and track 65536 shares pixel value 1 with track 1."""
+    return (track_id - 1) % _UINT16_IDS + 1
+
+
+def instance_id_image(result: FrameResult, header_msg: Any, types: MessageTypes) -> Any:
+    """sensor_msgs/Image (mono16): each pixel holds its instance's ``id_image_value``, 0 for none."""
+    pixels = result.instance_id_image(id_of=lambda inst: id_image_value(inst.track_id))
+    return _image(mono16_to_image_fields(pixels), header_msg, types)
+
+
+def label_info(tracks: FrameResult | Mapping[int, str], header_msg: Any, types: MessageTypes,
+               threshold: float = 0.0) -> Any:
+    """vision_msgs/LabelInfo naming each instance-id image value "label #track_id".
+
+    ``tracks`` is a FrameResult or a {track_id: label} mapping (e.g. every track seen so far).
+    """
+    if isinstance(tracks, FrameResult):
+        tracks = {inst.track_id: inst.label for inst in tracks.instances}
+    class_map = [
+        types.new("vision_msgs/msg/VisionClass", class_id=id_image_value(track_id),
+                  class_name=f"{label} #{track_id}")
+        for track_id, label in sorted(tracks.items())
+    ]
+    return types.new("vision_msgs/msg/LabelInfo", header=header_msg, class_map=class_map,
+                     threshold=float(threshold))
+
+
+# -- sensor_msgs, visualization_msgs, diagnostic_msgs ---------------------------------------------------
+
+
+def overlay_image(rgb: np.ndarray, header_msg: Any, types: MessageTypes) -> Any:
+    """sensor_msgs/Image (rgb8) of an (H, W, 3) uint8 RGB array."""
+    return _image(rgb_to_image_fields(rgb, "rgb8"), header_msg, types)
+
+
+def marker_array(result: FrameResult, header_msg: Any, types: MessageTypes, lifetime_s: float = 0.0) -> Any:
+    """visualization_msgs/MarkerArray: a DELETEALL marker, then one text marker per instance.
+
+    Text ("label #id 0.87") sits at the instance's 3D centroid, in its position frame; instances
+    without a 3D position have nowhere to go and get no marker. Marker ids are track ids (mod
+    2^31); colours are the overlay's track colours. ``lifetime_s`` 0 means forever.
+    """
+    markers = [_marker(types, header_msg, marker_id=0, action=MARKER_DELETEALL)]
+    for inst in result.instances:
+        if inst.position_3d is None:
+            continue
+        markers.append(_marker(
+            types,
+            _in_frame(header_msg, inst.position_3d.frame_id, types),
+            marker_id=inst.track_id % _INT32_IDS,
+            action=MARKER_ADD,
+            position=inst.position_3d.centroid,
+            text=instance_caption(inst),
+            rgba=(*(c / 255.0 for c in track_colour(inst.track_id)), 1.0),
+            lifetime_s=lifetime_s,
+        ))
+    return types.new("visualization_msgs/msg/MarkerArray", markers=markers)
+
+
+def diagnostics(header_msg: Any, name: str, hardware_id: str, values: Mapping[str, Any], level: int,
+                message: str, types: MessageTypes) -> Any:
+    """diagnostic_msgs/DiagnosticArray with one status; floats are shown with 3 decimals."""
+    key_values = [
+        types.new("diagnostic_msgs/msg/KeyValue", key=str(key),
+                  value=f"{value:.3f}" if isinstance(value, float) else str(value))
+        for key, value in values.items()
+    ]
+    status = types.new(
+        "diagnostic_msgs/msg/DiagnosticStatus",
+        level=types.byte(int(level)),
+        name=name,
+        message=message,
+        hardware_id=hardware_id,
+        values=key_values,
+    )
+    return types.new("diagnostic_msgs/msg/DiagnosticArray", header=header_msg, status=[status])
+
+
+# -- small parts -------------------------------------------------------------------------------------
+
+
+def _xyz(typename: str, values: Iterable[float], types: MessageTypes) -> Any:
+    x, y, z = (float(v) for v in values)
+    return types.new(typename, x=x, y=y, z=z)
+
+
+def _pose(position: Iterable[float], types: MessageTypes) -> Any:
+    """geometry_msgs/Pose at ``position`` with the identity orientation."""
+    orientation = types.new("geometry_msgs/msg/Quaternion", x=0.0, y=0.0, z=0.0, w=1.0)
+    return types.new("geometry_msgs/msg/Pose", position=_xyz("geometry_msgs/msg/Point", position, types),
+                     orientation=orientation)
+
+
+def _hypothesis(inst: Instance, position: Iterable[float], types: MessageTypes) -> Any:
+    hypothesis = types.new("vision_msgs/msg/ObjectHypothesis", class_id=inst.label, score=float(inst.score))
+    pose = types.new("geometry_msgs/msg/PoseWithCovariance", pose=_pose(position, types),
+                     covariance=types.sequence(np.zeros(36)))
+    return types.new("vision_msgs/msg/ObjectHypothesisWithPose", hypothesis=hypothesis, pose=pose)
+
+
+def _bbox2d(box_xyxy: Iterable[float], types: MessageTypes) -> Any:
+    """vision_msgs/BoundingBox2D (centre and size, pixels) of an (x1, y1, x2, y2) box."""
+    x1, y1, x2, y2 = (float(v) for v in box_xyxy)
+    centre = types.new("vision_msgs/msg/Point2D", x=(x1 + x2) / 2, y=(y1 + y2) / 2)
+    pose = types.new("vision_msgs/msg/Pose2D", position=centre, theta=0.0)
+    return types.new("vision_msgs/msg/BoundingBox2D", center=pose, size_x=x2 - x1, size_y=y2 - y1)
+
+
+def _xyxy(bbox: Any, concept_id: str, index: int) -> tuple[float, float, float, float]:
+    """(x1, y1, x2, y2) of an axis-aligned vision_msgs/BoundingBox2D."""
+    if bbox.center.theta != 0:
+        raise PromptError(f"concept {concept_id!r}, exemplar box {index}: rotated boxes "
+                          f"(theta={bbox.center.theta}) are not supported")
+    x, y = bbox.center.position.x, bbox.center.position.y
+    half_w, half_h = bbox.size_x / 2, bbox.size_y / 2
+    return x - half_w, y - half_h, x + half_w, y + half_h
+
+
+def _image(fields: dict[str, Any], header_msg: Any, types: MessageTypes) -> Any:
+    payload = {**fields, "data": types.sequence(fields["data"])}
+    return types.new("sensor_msgs/msg/Image", header=header_msg, **payload)
+
+
+def _marker(types: MessageTypes, header_msg: Any, marker_id: int, action: int,
+            position: Iterable[float] = _ORIGIN, text: str = "",
+            rgba: tuple[float, float, float, float] = (0.0, 0.0, 0.0, 0.0), lifetime_s: float = 0.0) -> Any:
+    """A text visualization_msgs/Marker, every field given."""
+    lifetime_sec, lifetime_ns = divmod(round(lifetime_s * 1e9), 10**9)
+    r, g, b, a = rgba
+    return types.new(
+        "visualization_msgs/msg/Marker",
+        header=header_msg,
+        ns=MARKER_NAMESPACE,
+        id=marker_id,
+        type=MARKER_TEXT_VIEW_FACING,
+        action=action,
+        pose=_pose(position, types),
+        scale=_xyz("geometry_msgs/msg/Vector3", (MARKER_TEXT_HEIGHT_M,) * 3, types),
+        color=types.new("std_msgs/msg/ColorRGBA", r=r, g=g, b=b, a=a),
+        lifetime=types.new("builtin_interfaces/msg/Duration", sec=lifetime_sec, nanosec=lifetime_ns),
+        frame_locked=False,
+        points=[],
+        colors=[],
+        texture_resource="",
+        texture=types.new("sensor_msgs/msg/CompressedImage", header=header_msg, format="",
+                          data=types.sequence(np.zeros(0, dtype=np.uint8))),
+        uv_coordinates=[],
+        text=text,
+        mesh_resource="",
+        mesh_file=types.new("visualization_msgs/msg/MeshFile", filename="",
+                            data=types.sequence(np.zeros(0, dtype=np.uint8))),
+        mesh_use_embedded_materials=False,
+    )

@@ -1,0 +1,156 @@
+"""Writers of offline results: a rosbag2 MCAP bag, results.json and an overlay video.
+
+Each is a context manager that finalises its file on exit, also when the block raised, so
+whatever was written before an error stays readable.
+"""
+from __future__ import annotations
+
+import abc
+import json
+from pathlib import Path
+from types import TracebackType
+from typing import IO, Any, Callable, Mapping, Sequence, TypeVar
+
+import cv2
+import numpy as np
+from rosbags.rosbag2 import StoragePlugin, Writer
+
+from ..core.results import FrameResult
+from . import messages
+from .ros_types import RosbagsTypes
+
+INSTANCES_TOPIC = "/sam3/instances"
+DETECTIONS_TOPIC = "/sam3/detections"
+
+_Self = TypeVar("_Self", bound="_ResultsFile")
+
+
+class _ResultsFile(abc.ABC):
+    """Closes on exit from a ``with`` block, telling ``close`` about the error that ended it."""
+
+    @abc.abstractmethod
+    def close(self, error: BaseException | None = None) -> None:
+        """Finalise the file; safe to call more than once."""
+
+    def __enter__(self: _Self) -> _Self:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close(exc)
+
+
+class McapResultsWriter(_ResultsFile):
+    """A rosbag2 bag (MCAP storage) with one InstanceArray and one Detection2DArray per frame.
+
+    Messages are logged at the frame's stamp. The bag stores each topic's full message
+    definition (with every nested type) and RIHS01 type hash, so custom types are readable
+    without sam3_ros installed; ``ros2 bag play`` still needs the interfaces built to publish.
+    """
+
+    def __init__(self, path: str | Path, frame_id: str = "camera"):
+        self.path = Path(path)
+        if self.path.exists():
+            raise FileExistsError(f"{self.path} exists; a rosbag2 bag is never overwritten")
+        self.frame_id = frame_id
+        self._types = RosbagsTypes()
+        self._writer: Writer | None = Writer(self.path, version=Writer.VERSION_LATEST,
+                                             storage_plugin=StoragePlugin.MCAP)
+        self._writer.open()
+        convert: dict[str, tuple[str, Callable[..., Any]]] = {
+            INSTANCES_TOPIC: ("sam3_ros_interfaces/msg/InstanceArray", messages.instance_array),
+            DETECTIONS_TOPIC: ("vision_msgs/msg/Detection2DArray", messages.detection2d_array),
+        }
+        self._topics = [
+            (self._writer.add_connection(topic, msgtype, typestore=self._types.store), to_msg)
+            for topic, (msgtype, to_msg) in convert.items()
+        ]
+
+    def write(self, result: FrameResult) -> None:
+        if self._writer is None:
+            raise ValueError(f"{self.path} is closed")
+        if result.stamp_ns is None:
+            raise ValueError(f"frame {result.frame_index} has no stamp_ns; bag messages need one")
+        header = messages.header(result.stamp_ns, self.frame_id, self._types)
+        for connection, to_msg in self._topics:
+            data = self._types.store.serialize_cdr(to_msg(result, header, self._types), connection.msgtype)
+            self._writer.write(connection, result.stamp_ns, data)
+
+    def close(self, error: BaseException | None = None) -> None:
+        if self._writer is not None:
+            writer, self._writer = self._writer, None
+            writer.close()
+
+
+class JsonResultsWriter(_ResultsFile):
+    """results.json: {"header": {source, prompts, model}, "frames": [...], "complete", "error"}.
+
+    Frames are appended and flushed one at a time; closing writes the tail, so the file is valid
+    JSON after an error too, with "complete": false and the error in "error".
+    """
+
+    def __init__(self, path: str | Path, source: str = "", prompts: Sequence[Any] = (),
+                 model: Mapping[str, Any] | str | None = None):
+        self.path = Path(path)
+        self._file: IO[str] | None = self.path.open("w", encoding="utf-8")
+        head = {"source": source, "prompts": list(prompts), "model": model}
+        self._file.write(f'{{"header": {json.dumps(head)},\n"frames": [')
+        self._frames = 0
+
+    def write(self, result: FrameResult) -> None:
+        if self._file is None:
+            raise ValueError(f"{self.path} is closed")
+        text = json.dumps(result.to_json(), allow_nan=False)  # NaN would make the file invalid JSON
+        self._file.write(("\n" if self._frames == 0 else ",\n") + text)
+        self._file.flush()
+        self._frames += 1
+
+    def close(self, error: BaseException | None = None) -> None:
+        if self._file is None:
+            return
+        file, self._file = self._file, None
+        message = None if error is None else f"{type(error).__name__}: {error}"
+        file.write(f'\n],\n"complete": {json.dumps(error is None)},\n"error": {json.dumps(message)}}}\n')
+        file.close()
+
+
+class OverlayVideoWriter(_ResultsFile):
+    """An MP4 (mp4v) video of RGB frames of the first frame's size.
+
+    MPEG-4 needs even sizes: an odd height or width gets one more row or column, repeating the edge.
+    """
+
+    def __init__(self, path: str | Path, fps: float):
+        if fps <= 0:
+            raise ValueError(f"fps must be positive, got {fps}")
+        self.path = Path(path)
+        self.fps = fps
+        self.frames_written = 0
+        self._video: cv2.VideoWriter | None = None  # opened by the first frame
+        self._size: tuple[int, int] | None = None
+        self._closed = False
+
+    def write(self, rgb: np.ndarray) -> None:
+        if self._closed:
+            raise ValueError(f"{self.path} is closed")
+        height, width = rgb.shape[:2]
+        if self._video is None:
+            self._open((width, height))
+        if (width, height) != self._size:
+            raise ValueError(f"frame is {width}x{height}, the video is {self._size[0]}x{self._size[1]}")
+        bgr = np.ascontiguousarray(rgb[..., ::-1])
+        self._video.write(cv2.copyMakeBorder(bgr, 0, height % 2, 0, width % 2, cv2.BORDER_REPLICATE))
+        self.frames_written += 1
+
+    def _open(self, size: tuple[int, int]) -> None:
+        even = (size[0] + size[0] % 2, size[1] + size[1] % 2)
+        video = cv2.VideoWriter(str(self.path), cv2.VideoWriter_fourcc(*"mp4v"), self.fps, even)
+        if not video.isOpened():
+            raise OSError(f"OpenCV cannot write an mp4v video to {self.path}")
+        self._video, self._size = video, size
+
+    def close(self, error: BaseException | None = None) -> None:
+        self._closed = True
+        if self._video is not None:
+            video, self._video = self._video, None
+            video.release()
