@@ -17,3 +17,9 @@ def load_model(config: PipelineConfig) -> LoadedSam3:
 def build_pipeline(config: PipelineConfig, loaded: LoadedSam3 | None = None) -> Sam3Pipeline:
     loaded = loaded or load_model(config)
     return Sam3Pipeline(create_components(loaded, config.model), loaded.tokenizer, config)
+
+
+def load_pipeline(config: PipelineConfig) -> tuple[Sam3Pipeline, LoadedSam3]:
+    """Load the weights and build the pipeline; the loaded model comes along (device, description)."""
+    loaded = load_model(config)
+    return build_pipeline(config, loaded), loaded

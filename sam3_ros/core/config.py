@@ -14,53 +14,61 @@ from typing import Any
 import yaml
 
 
+def setting(default: Any, help: str) -> Any:
+    """A configuration field with its description (shown as the ROS parameter's description)."""
+    if isinstance(default, list):
+        return field(default_factory=lambda: list(default), metadata={"help": help})
+    return field(default=default, metadata={"help": help})
+
+
 @dataclass
 class ModelConfig:
-    checkpoint: str = ""          # local HF-format SAM 3 directory (e.g. a facebook/sam3 download)
-    tiny: bool = False            # random-init tiny model of the real architecture (tests, demos)
-    backend: str = "torch"        # torch | onnxruntime | tensorrt
-    device: str = "auto"          # auto | cpu | cuda | cuda:N
-    dtype: str = "auto"           # auto | float32 | bfloat16 | float16
-    engines_dir: str = "engines"  # ONNX / TensorRT artefacts
-    compile: bool = False         # torch.compile the heavy torch components
+    checkpoint: str = setting("", "local SAM 3 checkpoint directory (hf download facebook/sam3)")
+    tiny: bool = setting(False, "random-init tiny model of the real architecture: smoke tests only")
+    backend: str = setting("torch", "torch | onnxruntime | tensorrt")
+    device: str = setting("auto", "auto | cpu | cuda | cuda:N")
+    dtype: str = setting("auto", "auto (bfloat16 on GPU, float32 on CPU) | float32 | bfloat16 | float16")
+    engines_dir: str = setting("engines", "folder of exported ONNX files and TensorRT engines")
+    compile: bool = setting(False, "torch.compile the heavy torch components")
 
 
 @dataclass
 class DetectionConfig:
-    score_threshold: float = 0.5      # per-concept default; score = P(class) * P(presence)
-    nms_iou: float = 0.1              # mask-IoU NMS within a concept (Meta: det_nms_thresh)
-    new_track_threshold: float = 0.7  # a detection starts a track only above this (new_det_thresh)
+    score_threshold: float = setting(0.5, "default per-concept threshold on P(class) * P(presence)")
+    nms_iou: float = setting(0.1, "mask-IoU NMS within one concept (SAM 3: det_nms_thresh)")
+    new_track_threshold: float = setting(0.7, "only detections above this start tracks (new_det_thresh)")
 
 
 @dataclass
 class TrackingConfig:
-    assoc_iou: float = 0.1            # a detection this close to a track never starts a new one
-    match_iou: float = 0.5            # a track counts as matched at this mask IoU
-    confirm_hits: int = 3             # matched frames before a track is confirmed
-    tentative_max_age: int = 15       # frames a track may stay tentative (Meta: hotstart_delay)
-    tentative_max_misses: int = 8     # unmatched frames that kill a tentative track
-    duplicate_iou: float = 0.7        # same-concept tracks overlapping this much are duplicates
-    duplicate_frames: int = 8         # frames of overlap before the younger confirmed duplicate goes
-    keep_alive: int = 30              # keep-alive budget: +1 per match, -1 per miss, removed at 0
-    reacquire_iou: float = 0.5        # match a lost track's last mask to re-acquire it
-    recondition_every: int = 16       # frames between re-conditioning from confident detections
-    recondition_score: float = 0.8
-    recondition_iou: float = 0.8
-    recondition_with_detection: bool = False  # False: keep tracker mask, mark frame as conditioning
-    max_tracks: int = 50              # cap on live tracks; lowest-scoring births are dropped
+    assoc_iou: float = setting(0.1, "a detection this close to a visible track never starts another")
+    match_iou: float = setting(0.5, "mask IoU at which a detection matches a track")
+    confirm_hits: int = setting(3, "matched frames before a track is confirmed")
+    tentative_max_age: int = setting(15, "frames a track may stay tentative (SAM 3: hotstart_delay)")
+    tentative_max_misses: int = setting(8, "unmatched frames that remove a tentative track")
+    duplicate_iou: float = setting(0.7, "same-concept tracks overlapping this much are duplicates")
+    duplicate_frames: int = setting(8, "frames of overlap before the younger confirmed duplicate is removed")
+    keep_alive: int = setting(30, "keep-alive budget: +1 per matched frame (capped), -1 per miss; removed at 0")
+    reacquire_iou: float = setting(0.5, "IoU of a detection with a lost track's last mask that re-acquires it")
+    recondition_every: int = setting(16, "frames between re-conditioning tracks from confident detections")
+    recondition_score: float = setting(0.8, "detection score needed to re-condition a track")
+    recondition_iou: float = setting(0.8, "mask IoU needed to re-condition a track")
+    recondition_with_detection: bool = setting(
+        False, "re-condition with the detection's mask (true) or the tracker's own mask (false)")
+    max_tracks: int = setting(50, "cap on live tracks; the weakest new detections are dropped")
 
 
 @dataclass
 class MemoryConfig:
-    max_cond_frames: int = 4          # conditioning frames kept per track (max_cond_frames_in_attn)
-    max_object_pointers: int = 16     # object pointers attended to (max_obj_ptrs)
     # Recent non-conditioning frames come from the checkpoint (num_maskmem - 1).
+    max_cond_frames: int = setting(4, "conditioning frames kept per track (max_cond_frames_in_attn)")
+    max_object_pointers: int = setting(16, "object pointers attended to per track (max_obj_ptrs)")
 
 
 @dataclass
 class OutputConfig:
-    publish_tentative: bool = True    # False: only confirmed tracks are reported
-    text_cache_size: int = 256        # phrases whose text features stay cached
+    publish_tentative: bool = setting(True, "report tentative tracks too (false: confirmed only)")
+    text_cache_size: int = setting(256, "phrases whose text features stay cached")
 
 
 @dataclass
@@ -79,6 +87,14 @@ class PipelineConfig:
             for item in dataclasses.fields(getattr(self, section.name))
         }
 
+    def descriptions(self) -> dict[str, str]:
+        """Dotted name -> description of every setting."""
+        return {
+            f"{section.name}.{item.name}": item.metadata["help"]
+            for section in dataclasses.fields(self)
+            for item in dataclasses.fields(getattr(self, section.name))
+        }
+
     def updated(self, values: dict[str, Any]) -> "PipelineConfig":
         """A copy with nested ({'tracking': {...}}) or dotted ('tracking.x') values applied."""
         config = dataclasses.replace(
@@ -90,7 +106,7 @@ class PipelineConfig:
             if section is None or not key or key not in {f.name for f in dataclasses.fields(section)}:
                 raise ValueError(f"unknown configuration key {dotted!r}")
             current = getattr(section, key)
-            setattr(section, key, _coerce(dotted, value, current))
+            setattr(section, key, coerce_value(dotted, value, current))
         return config
 
 
@@ -128,7 +144,8 @@ def _flatten(values: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return flat
 
 
-def _coerce(name: str, value: Any, current: Any) -> Any:
+def coerce_value(name: str, value: Any, current: Any) -> Any:
+    """``value`` as the type of ``current`` (as YAML or ROS parameters may give it), or ValueError."""
     kind = type(current)
     if kind is bool:
         if isinstance(value, bool):
@@ -141,4 +158,6 @@ def _coerce(name: str, value: Any, current: Any) -> Any:
         return float(value)
     elif kind is str and isinstance(value, str):
         return value
+    elif kind is list and isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value):
+        return list(value)
     raise ValueError(f"configuration key {name!r} expects {kind.__name__}, got {value!r}")

@@ -169,6 +169,17 @@ class Sam3Pipeline:
         with self._lock:
             self._reset_requested = True
 
+    def release_state(self) -> list[int]:
+        """Forget every track and cached prompt feature now (call between frames, e.g. to free GPU
+        memory); concepts stay and are re-encoded on the next frame. Track IDs are never reused."""
+        gone = self.tracks.reset()
+        self._drop_memory(gone)
+        self._pending_removed.extend(gone)
+        self._text_cache.clear()
+        for state in self._concepts.values():
+            state.features = None
+        return gone
+
     def state_bytes(self) -> int:
         """Bytes of tensors the pipeline keeps between frames (track memory, masks, cached prompts)."""
         tensors = {id(t): t for m in self._memories.values() for e in (*m.recent, *m.conditioning)
@@ -411,7 +422,7 @@ class Sam3Pipeline:
         logits = suppress_shrunk_overlaps(logits, concepts)
         pointers = prop.pointers[rows]
         conditioning = [t in decisions.reconditioned or t in refined for t in continuing]
-        for tid in refined & set(continuing):
+        for tid in refined & set(self.tracks.tracks):
             self.tracks.refined(tid)
 
         if restarted:

@@ -1,0 +1,462 @@
+"""Everything the ROS node does, as plain Python over the core (no rclpy here).
+
+``NodeCore`` owns the concepts (kept and validated even before the model has loaded), the
+model's life cycle, the latest-frame mailbox, frame processing into ready-to-publish messages,
+the prompt-service handlers and the diagnostics. ``node.py`` only wires it to rclpy.
+"""
+from __future__ import annotations
+
+import dataclasses
+import enum
+import logging
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+
+from ..core.config import PipelineConfig
+from ..core.depth import instance_position, transform_position
+from ..core.image_encoding import UnsupportedImage, compressed_to_rgb, depth_to_metres, image_to_rgb
+from ..core.pipeline import RefineRequest, Sam3Pipeline
+from ..core.prompts import Concept, PromptError, make_concept
+from ..core.results import FrameResult
+from ..io import messages
+from ..io.overlay import draw_overlay
+from ..io.ros_types import MessageTypes
+from .params import NodeParams
+
+log = logging.getLogger(__name__)
+
+STAGE_WINDOW = 30          # frames averaged for FPS and stage latencies
+ERROR_LOG_PERIOD_S = 5.0   # throttle for repeated input errors
+
+# (target_frame, source_frame, stamp_ns) -> (3x3 rotation, 3-vector translation), or raises LookupError.
+TransformLookup = Callable[[str, str, int], tuple[np.ndarray, np.ndarray]]
+
+
+class NodeState(enum.Enum):
+    UNCONFIGURED = "unconfigured"
+    LOADING = "loading"
+    INACTIVE = "inactive"
+    ACTIVE = "active"
+    FAILED = "failed"
+
+
+@dataclass
+class CameraInput:
+    image: Any
+    info: Any = None
+    depth: Any = None
+    received_ns: int = 0
+
+
+@dataclass
+class FrameOutputs:
+    """Messages to publish for one frame; None means "do not publish"."""
+
+    result: FrameResult
+    instances: Any
+    detections: Any
+    detections_3d: Any = None
+    id_image: Any = None
+    label_info: Any = None
+    overlay: Any = None
+    markers: Any = None
+
+
+class LatestFrame:
+    """A one-slot mailbox: a new frame replaces an unprocessed one, which counts as dropped."""
+
+    def __init__(self) -> None:
+        self._item: CameraInput | None = None
+        self._ready = threading.Condition()
+
+    def put(self, item: CameraInput) -> bool:
+        with self._ready:
+            replaced = self._item is not None
+            self._item = item
+            self._ready.notify()
+            return replaced
+
+    def take(self, timeout_s: float) -> CameraInput | None:
+        with self._ready:
+            if self._item is None:
+                self._ready.wait(timeout_s)
+            item, self._item = self._item, None
+            return item
+
+    def clear(self) -> None:
+        with self._ready:
+            self._item = None
+
+
+@dataclass
+class Counters:
+    received: int = 0
+    processed: int = 0
+    dropped: int = 0        # replaced in the mailbox before their turn
+    stale: int = 0          # older than max_frame_age_s when their turn came
+    bad_images: int = 0     # unsupported encoding, empty, corrupt
+    failed_frames: int = 0  # the pipeline raised
+    time_resets: int = 0    # camera clock went backwards (restart, bag loop): tracks reset
+    last_image_ns: int | None = None
+    stage_ms: deque = field(default_factory=lambda: deque(maxlen=STAGE_WINDOW))
+    done_ns: deque = field(default_factory=lambda: deque(maxlen=STAGE_WINDOW))
+    latency_ms: deque = field(default_factory=lambda: deque(maxlen=STAGE_WINDOW))
+
+
+class NodeCore:
+    def __init__(self, params: NodeParams, config: PipelineConfig, types: MessageTypes,
+                 pipeline_factory: Callable[[PipelineConfig], tuple[Sam3Pipeline, Any]],
+                 now_ns: Callable[[], int] = time.time_ns, lookup_transform: TransformLookup | None = None):
+        self.params = params
+        self.config = config
+        self.types = types
+        self._factory = pipeline_factory
+        self._now_ns = now_ns
+        self._lookup_transform = lookup_transform
+        self.state = NodeState.UNCONFIGURED
+        self.failure = ""
+        self.pipeline: Sam3Pipeline | None = None
+        self.model: Any = None  # LoadedSam3: weights, device, description
+        self.counters = Counters()
+        self.mailbox = LatestFrame()
+        self._lock = threading.Lock()
+        self._concepts: list[Concept] = _initial_concepts(params.prompts)
+        self._last_stamp_ns: int | None = None
+        self._last_labels: dict[int, str] | None = None
+        self._last_error_log: dict[str, float] = {}
+        self._image_size: tuple[int, int] | None = None
+
+    # -- life cycle ------------------------------------------------------------------------------------
+    def update_parameters(self, params: NodeParams, config: PipelineConfig) -> None:
+        """New parameter values, taken at the next configure (concepts set meanwhile are kept)."""
+        if self.pipeline is not None:
+            raise RuntimeError("parameters change only while unconfigured")
+        self.params, self.config = params, config
+
+    def configure(self) -> None:
+        """Load the model and warm it up; on failure the node stays unconfigured with the reason."""
+        self.state = NodeState.LOADING
+        try:
+            pipeline, self.model = self._factory(self.config)
+            self.pipeline = self._warmed_up(pipeline)
+            with self._lock:
+                self.pipeline.set_concepts(self._concepts)
+        except Exception as err:
+            self.pipeline, self.model = None, None
+            self.state, self.failure = NodeState.FAILED, f"{type(err).__name__}: {err}"
+            raise
+        self.state, self.failure = NodeState.INACTIVE, ""
+
+    def activate(self) -> None:
+        if self.state != NodeState.INACTIVE:
+            raise RuntimeError(f"cannot activate from {self.state.value}")
+        if self.params.offload_on_deactivate and self.model is not None:
+            self.model.model.to(self.model.device)
+        self.counters.last_image_ns = None
+        self.state = NodeState.ACTIVE
+
+    def deactivate(self) -> None:
+        """Stop taking frames and free GPU memory: tracks end, caches go, weights move to the host."""
+        self.state = NodeState.INACTIVE
+        self.mailbox.clear()
+        if self.pipeline is not None:
+            self.pipeline.release_state()
+        if self.params.offload_on_deactivate and self.model is not None:
+            self.model.model.to("cpu")
+        _empty_cuda_cache()
+
+    def cleanup(self) -> None:
+        self.mailbox.clear()
+        self.pipeline, self.model = None, None
+        _empty_cuda_cache()
+        self.state = NodeState.UNCONFIGURED
+
+    def _warmed_up(self, pipeline: Sam3Pipeline) -> Sam3Pipeline:
+        """Run a few frames through the model, then start afresh so no warm-up track or ID leaks out."""
+        pipeline.set_concepts([make_concept("warmup", "object")])
+        image = np.zeros((64, 64, 3), dtype=np.uint8)
+        for _ in range(self.params.warmup_frames):
+            pipeline.step(image)
+        return Sam3Pipeline(pipeline.components, pipeline.tokenizer, pipeline.config)
+
+    # -- prompt services: request message in, response fields out -------------------------------------
+    def set_concepts(self, request) -> dict:
+        return self._edit(lambda: self._parse_all(request.concepts), "set {n} concept(s)")
+
+    def add_concept(self, request) -> dict:
+        def add():
+            concept = self._parse(request.concept)
+            if not any(c.id == concept.id for c in self._concepts):
+                return self._concepts + [concept]
+            if not request.replace:
+                raise PromptError(f"concept {concept.id!r} already exists; set replace=true to replace it")
+            return [concept if c.id == concept.id else c for c in self._concepts]
+        return self._edit(add, f"concept {request.concept.id or request.concept.text!r} added or replaced")
+
+    def remove_concept(self, request) -> dict:
+        def remove():
+            if request.id not in [c.id for c in self._concepts]:
+                raise PromptError(f"no concept with id {request.id!r}; active: {[c.id for c in self._concepts]}")
+            return [c for c in self._concepts if c.id != request.id]
+        return self._edit(remove, f"removed concept {request.id!r} and its tracks")
+
+    def list_concepts(self, request=None) -> dict:
+        return self._response(True, f"{len(self._concepts)} active concept(s); node {self.state.value}")
+
+    def reset_tracks(self, request=None) -> dict:
+        if self.pipeline is None:
+            return self._response(False, f"no tracks to reset: the model is {self.state.value}")
+        self.pipeline.request_reset()
+        return self._response(True, "all tracks end on the next frame; new tracks get new IDs")
+
+    def refine_track(self, request) -> dict:
+        if self.pipeline is None:
+            return self._response(False, f"cannot refine: the model is {self.state.value}")
+        try:
+            points = tuple((p.x, p.y, bool(flag)) for p, flag in
+                           zip(request.points, _flags(request.point_positive, len(request.points))))
+            box = _xyxy(request.box) if request.use_box else None
+            self.pipeline.request_refine(RefineRequest(int(request.track_id), box, points))
+        except PromptError as err:
+            return self._response(False, str(err))
+        return self._response(True, f"track {request.track_id} is corrected on the next frame")
+
+    def _edit(self, change: Callable[[], list[Concept]], done: str) -> dict:
+        with self._lock:
+            try:
+                concepts = change()
+                if self.pipeline is not None:
+                    self.pipeline.set_concepts(concepts)
+            except PromptError as err:
+                return self._response(False, f"nothing changed: {err}")
+            self._concepts = concepts
+        note = "" if self.pipeline is not None else f" (model {self.state.value}: applies once it is loaded)"
+        return self._response(True, done.format(n=len(concepts)) + note)
+
+    def _parse(self, msg) -> Concept:
+        return messages.concept_from_msg(msg, self._image_size)
+
+    def _parse_all(self, msgs) -> list[Concept]:
+        concepts = [self._parse(m) for m in msgs]
+        ids = [c.id for c in concepts]
+        if len(ids) != len(set(ids)):
+            raise PromptError(f"duplicate concept ids in {ids}")
+        return concepts
+
+    def _response(self, success: bool, message: str) -> dict:
+        with_concepts = [messages.concept_msg(c, self.types) for c in self.active_concepts()]
+        return {"success": success, "message": message, "active_concepts": with_concepts}
+
+    def active_concepts(self) -> list[Concept]:
+        return list(self._concepts)
+
+    # -- frames ------------------------------------------------------------------------------------------------
+    def on_camera(self, image, info=None, depth=None) -> None:
+        """Subscription callback: keep only the newest frame."""
+        if self.state != NodeState.ACTIVE:
+            return
+        self.counters.received += 1
+        self.counters.last_image_ns = self._now_ns()
+        if self.mailbox.put(CameraInput(image, info, depth, self.counters.last_image_ns)):
+            self.counters.dropped += 1
+
+    def process_next(self, timeout_s: float = 0.1) -> FrameOutputs | None:
+        """Worker loop body: process the newest frame, if any. Never raises for bad input."""
+        item = self.mailbox.take(timeout_s)
+        if item is None or self.pipeline is None or self.state != NodeState.ACTIVE:
+            return None
+        if self.params.max_frame_age_s > 0:
+            age_s = (self._now_ns() - _stamp_ns(item.image.header)) / 1e9
+            if age_s > self.params.max_frame_age_s:
+                self.counters.stale += 1
+                return None
+        try:
+            rgb = _to_rgb(item.image)
+        except UnsupportedImage as err:
+            self.counters.bad_images += 1
+            self._throttled_error("image", f"dropping image: {err}")
+            return None
+        stamp = _stamp_ns(item.image.header)
+        if self._last_stamp_ns is not None and stamp < self._last_stamp_ns:
+            self.counters.time_resets += 1
+            log.info("image stamps went backwards (camera restart or bag loop): resetting tracks")
+            self.pipeline.request_reset()
+        self._last_stamp_ns = stamp
+        self._image_size = rgb.shape[:2]
+        try:
+            result = self.pipeline.step(rgb, stamp_ns=stamp)
+        except (ValueError, RuntimeError) as err:
+            self.counters.failed_frames += 1
+            self._throttled_error("pipeline", f"frame failed: {type(err).__name__}: {err}")
+            return None
+        if item.depth is not None:
+            result = self._with_positions(result, item)
+        self._count(result, item.received_ns)
+        return self._outputs(result, rgb, item)
+
+    def _with_positions(self, result: FrameResult, item: CameraInput) -> FrameResult:
+        try:
+            depth = depth_to_metres(item.depth.height, item.depth.width, item.depth.encoding, item.depth.step,
+                                    item.depth.data, item.depth.is_bigendian)
+        except UnsupportedImage as err:
+            self._throttled_error("depth", f"ignoring depth: {err}")
+            return result
+        if item.info is None or len(item.info.k) != 9 or item.info.k[0] == 0:
+            self._throttled_error("info", "depth without a valid camera_info: no 3D positions")
+            return result
+        fx, _, cx, _, fy, cy = (float(v) for v in list(item.info.k)[:6])
+        frame_id = item.depth.header.frame_id or item.image.header.frame_id
+        transform = self._transform(frame_id, _stamp_ns(item.image.header))
+        instances = []
+        for inst in result.instances:
+            position = instance_position(inst.mask.to_array(), depth, fx, fy, cx, cy, frame_id)
+            if position is not None and transform is not None:
+                position = transform_position(position, *transform, self.params.target_frame)
+            instances.append(dataclasses.replace(inst, position_3d=position))
+        return dataclasses.replace(result, instances=instances)
+
+    def _transform(self, source_frame: str, stamp_ns: int):
+        target = self.params.target_frame
+        if not target or target == source_frame or self._lookup_transform is None:
+            return None
+        try:
+            return self._lookup_transform(target, source_frame, stamp_ns)
+        except LookupError as err:
+            self._throttled_error("tf", f"no transform {source_frame} -> {target} ({err}); 3D stays in {source_frame}")
+            return None
+
+    def _outputs(self, result: FrameResult, rgb: np.ndarray, item: CameraInput) -> FrameOutputs:
+        types, p = self.types, self.params
+        header = messages.header(result.stamp_ns, item.image.header.frame_id, types)
+        outputs = FrameOutputs(
+            result=result,
+            instances=messages.instance_array(result, header, types),
+            detections=messages.detection2d_array(result, header, types),
+        )
+        if item.depth is not None:
+            outputs.detections_3d = messages.detection3d_array(result, header, types)
+        if p.publish_id_image:
+            outputs.id_image = messages.instance_id_image(result, header, types)
+            labels = {inst.track_id: inst.label for inst in result.instances}
+            if labels != self._last_labels:
+                outputs.label_info = messages.label_info(labels, header, types)
+                self._last_labels = labels
+        if p.publish_overlay:
+            outputs.overlay = messages.overlay_image(draw_overlay(rgb, result), header, types)
+        if p.publish_markers and item.depth is not None:
+            outputs.markers = messages.marker_array(result, header, types, p.marker_lifetime_s)
+        return outputs
+
+    def _count(self, result: FrameResult, received_ns: int) -> None:
+        c = self.counters
+        c.processed += 1
+        c.stage_ms.append(result.timings_ms)
+        now = self._now_ns()
+        c.done_ns.append(now)
+        c.latency_ms.append((now - received_ns) / 1e6)
+
+    def _throttled_error(self, kind: str, message: str) -> None:
+        now = time.monotonic()
+        if now - self._last_error_log.get(kind, -1e9) >= ERROR_LOG_PERIOD_S:
+            self._last_error_log[kind] = now
+            log.error("%s", message)
+
+    # -- diagnostics ------------------------------------------------------------------------------------------
+    def diagnostics(self, hardware_id: str = "sam3") -> Any:
+        level, message = self._health()
+        c = self.counters
+        values: dict[str, Any] = {
+            "state": self.state.value,
+            "model": self.model.describe() if self.model is not None else self.failure or "not loaded",
+            "fps": self._fps(),
+            "latency_ms (receive to result)": _mean(c.latency_ms),
+            "frames received": c.received,
+            "frames processed": c.processed,
+            "frames dropped (newer frame arrived)": c.dropped,
+            "frames stale": c.stale,
+            "bad images": c.bad_images,
+            "failed frames": c.failed_frames,
+            "camera restarts (stamps went backwards)": c.time_resets,
+            "live tracks": len(self.pipeline.tracks.tracks) if self.pipeline is not None else 0,
+            "concepts": ", ".join(c_.id for c_ in self._concepts),
+        }
+        for stage in ("preprocess", "vision", "detector", "tracker", "association", "memory", "postprocess", "total"):
+            values[f"stage {stage} ms"] = _mean([t.get(stage, 0.0) for t in c.stage_ms])
+        values.update(_gpu_memory())
+        header = messages.header(self._now_ns(), "", self.types)
+        return messages.diagnostics(header, "sam3_ros: perception", hardware_id, values, level, message, self.types)
+
+    def _health(self) -> tuple[int, str]:
+        Level = messages.DiagnosticLevel
+        if self.state == NodeState.FAILED:
+            return Level.ERROR, f"model failed to load: {self.failure}"
+        if self.state != NodeState.ACTIVE:
+            return Level.OK, f"node {self.state.value}"
+        last = self.counters.last_image_ns
+        if last is None or (self._now_ns() - last) / 1e9 > self.params.camera_timeout_s:
+            return Level.WARN, f"no image on {self.params.image_topic} for over {self.params.camera_timeout_s:g} s"
+        if not self._concepts:
+            return Level.WARN, "no concepts: call ~/set_concepts or ~/add_concept"
+        return Level.OK, f"tracking {len(self._concepts)} concept(s) at {self._fps():.1f} fps"
+
+    def _fps(self) -> float:
+        done = self.counters.done_ns
+        return (len(done) - 1) / ((done[-1] - done[0]) / 1e9) if len(done) > 1 and done[-1] > done[0] else 0.0
+
+
+def _initial_concepts(phrases: list[str]) -> list[Concept]:
+    concepts = []
+    for phrase in phrases:
+        try:
+            concepts.append(make_concept(None, phrase))
+        except PromptError as err:
+            log.error("ignoring start-up prompt %r: %s", phrase, err)
+    return concepts
+
+
+def _to_rgb(image) -> np.ndarray:
+    if hasattr(image, "format"):  # sensor_msgs/CompressedImage
+        return compressed_to_rgb(image.format, image.data)
+    return image_to_rgb(image.height, image.width, image.encoding, image.step, image.data, image.is_bigendian)
+
+
+def _stamp_ns(header) -> int:
+    return int(header.stamp.sec) * 10**9 + int(header.stamp.nanosec)
+
+
+def _xyxy(box) -> tuple[float, float, float, float]:
+    cx, cy = box.center.position.x, box.center.position.y
+    return (cx - box.size_x / 2, cy - box.size_y / 2, cx + box.size_x / 2, cy + box.size_y / 2)
+
+
+def _flags(values, count: int) -> list[bool]:
+    flags = [bool(v) for v in values]
+    if flags and len(flags) != count:
+        raise PromptError(f"{count} points but {len(flags)} point_positive flags")
+    return flags or [True] * count
+
+
+def _mean(values) -> float:
+    values = list(values)
+    return float(sum(values) / len(values)) if values else 0.0
+
+
+def _empty_cuda_cache() -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
+def _gpu_memory() -> dict[str, float]:
+    import torch
+
+    if not torch.cuda.is_available():
+        return {}
+    return {"gpu memory allocated MiB": torch.cuda.memory_allocated() / 2**20,
+            "gpu memory reserved MiB": torch.cuda.memory_reserved() / 2**20}
