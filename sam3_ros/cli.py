@@ -1,4 +1,4 @@
-"""The ``sam3-ros`` command: run | demo (more subcommands register themselves below).
+"""The ``sam3-ros`` command: run | export | build-engines | demo.
 
 Exit codes: 0 success, 1 stopped early on bad input (outputs up to there are kept),
 2 nothing could be done (bad arguments, checkpoint, prompts or input).
@@ -13,6 +13,8 @@ from pathlib import Path
 
 from .core.config import load_config
 from .core.prompts import ExemplarBox, PromptError, make_concept
+from .backends.engine_cache import EngineCacheError
+from .backends.manifest import ExportedModelError
 from .io.sources import SourceError
 from .model.loading import CheckpointError
 
@@ -28,7 +30,8 @@ def main(argv: list[str] | None = None) -> int:
                         format="%(levelname)s %(name)s: %(message)s")
     try:
         return args.handler(args)
-    except (PromptError, CheckpointError, SourceError, FileExistsError, ValueError, RuntimeError) as err:
+    except (PromptError, CheckpointError, SourceError, ExportedModelError, EngineCacheError, FileExistsError,
+            ValueError, RuntimeError) as err:
         print(f"error: {err}", file=sys.stderr)
         return EXIT_FAILED
 
@@ -48,6 +51,21 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--no-overlay", action="store_true", help="do not write overlay.mp4")
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
     run.set_defaults(handler=_run)
+
+    export = commands.add_parser("export", help="export every component to ONNX, verified against PyTorch")
+    export.add_argument("--output", default="engines", help="export directory (the backends' model.engines_dir)")
+    export.add_argument("--components", nargs="*", help="only these components (default: all)")
+    export.add_argument("--no-verify", action="store_true", help="skip the onnxruntime check")
+    _add_model_args(export)
+    export.set_defaults(handler=_export)
+
+    engines = commands.add_parser("build-engines", help="build TensorRT engines from an export directory")
+    engines.add_argument("--engines-dir", default="engines", help="export directory with manifest.json")
+    engines.add_argument("--precision", choices=("bf16", "fp16", "fp32"), default="bf16")
+    engines.add_argument("--force", action="store_true", help="rebuild even valid cached engines")
+    engines.add_argument("--config", help="YAML configuration (track cap and memory sizes set the shape ranges)")
+    engines.add_argument("--device", default="cuda")
+    engines.set_defaults(handler=_build_engines)
 
     demo = commands.add_parser("demo", help="run the offline runner on a generated clip (tiny model by default)")
     demo.add_argument("--output", default="out/demo", help="output directory")
@@ -90,7 +108,7 @@ def _config_from(args: argparse.Namespace, default_tiny: bool = False):
     if args.tiny or (default_tiny and not args.checkpoint):
         overrides["model.tiny"] = True
     config = load_config(args.config, overrides)
-    if not config.model.tiny and not config.model.checkpoint:
+    if config.model.backend == "torch" and not config.model.tiny and not config.model.checkpoint:
         raise ValueError("give --checkpoint DIR (a local facebook/sam3 download) or --tiny")
     return config
 
@@ -126,25 +144,52 @@ def parse_concepts(prompts: list[str], boxes: list[str]) -> list:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from .factory import build_pipeline, load_model
+    from .factory import load_pipeline
     from .runner import run_offline
 
     concepts = parse_concepts(args.prompt, args.box)
-    config = _config_from(args)
-    loaded = load_model(config)
-    print(loaded.describe(), file=sys.stderr)
-    summary = run_offline(build_pipeline(config, loaded), concepts, args.input, args.output,
+    loaded = load_pipeline(_config_from(args))
+    print(loaded.description, file=sys.stderr)
+    summary = run_offline(loaded.pipeline, concepts, args.input, args.output,
                           image_topic=args.image_topic, max_frames=args.max_frames, overlay=not args.no_overlay,
-                          progress=not args.no_progress, model_description=loaded.describe())
+                          progress=not args.no_progress, model_description=loaded.description)
     print(summary.describe())
     for warning in dict.fromkeys(summary.warnings):
         print(f"warning: {warning}", file=sys.stderr)
     return EXIT_PARTIAL if summary.error else EXIT_OK
 
 
+def _export(args: argparse.Namespace) -> int:
+    from .backends.onnx_export import export_onnx
+    from .factory import load_model
+
+    config = _config_from(args)
+    loaded = load_model(config.updated({"model.device": "cpu", "model.dtype": "float32"}))
+    print(loaded.describe(), file=sys.stderr)
+    manifest = export_onnx(loaded, args.output, components=args.components, verify=not args.no_verify)
+    issues = {name: entry["tensorrt_issues"] for name, entry in manifest["components"].items() if entry["tensorrt_issues"]}
+    for name, found in issues.items():
+        print(f"warning: {name}: {len(found)} operators TensorRT {manifest['tensorrt_checked_against']} "
+              f"documents as unsupported: {'; '.join(found[:5])}", file=sys.stderr)
+    print(f"exported {len(manifest['components'])} components to {args.output}")
+    return EXIT_OK
+
+
+def _build_engines(args: argparse.Namespace) -> int:
+    from .backends.manifest import read_manifest
+    from .backends.trt_runtime import build_engines
+    from .model.loading import resolve_device
+
+    manifest = read_manifest(args.engines_dir)
+    config = load_config(args.config)
+    built = build_engines(args.engines_dir, manifest, config, args.precision, resolve_device(args.device), args.force)
+    print(f"built {len(built)} engine(s) in {args.engines_dir}/tensorrt; the others were valid")
+    return EXIT_OK
+
+
 def _demo(args: argparse.Namespace) -> int:
     from .demo_clip import write_demo_clip
-    from .factory import build_pipeline, load_model
+    from .factory import load_pipeline
     from .runner import run_offline
 
     config = _config_from(args, default_tiny=True)
@@ -154,11 +199,10 @@ def _demo(args: argparse.Namespace) -> int:
     output = Path(args.output)
     shutil.rmtree(output, ignore_errors=True)  # the demo owns its output directory
     clip = write_demo_clip(output / "input.mp4", frames=args.frames)
-    loaded = load_model(config)
-    print(loaded.describe(), file=sys.stderr)
+    loaded = load_pipeline(config)
+    print(loaded.description, file=sys.stderr)
     concepts = parse_concepts(["red ball", "blue box"], [])
-    summary = run_offline(build_pipeline(config, loaded), concepts, clip, output / "results",
-                          model_description=loaded.describe())
+    summary = run_offline(loaded.pipeline, concepts, clip, output / "results", model_description=loaded.description)
     print(summary.describe())
     if loaded.random_weights:
         print("note: the tiny model has random weights, so its masks are meaningless; "

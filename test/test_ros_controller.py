@@ -10,6 +10,7 @@ from sam3_ros.core.config import PipelineConfig
 from sam3_ros.core.image_encoding import rgb_to_image_fields
 from sam3_ros.core.pipeline import Sam3Pipeline
 from sam3_ros.core.results import TrackState
+from sam3_ros.factory import LoadedPipeline
 from sam3_ros.io import messages
 from sam3_ros.io.ros_types import RosbagsTypes, typestore
 from sam3_ros.model.tiny import byte_level_clip_tokenizer
@@ -77,7 +78,8 @@ def camera_info(stamp_ns, f=50.0, size=MASK):
 @pytest.fixture
 def tiny_core(tiny, tiny_components):
     clock = Clock()
-    factory = lambda config: (Sam3Pipeline(tiny_components, tiny.tokenizer, config), tiny)
+    factory = lambda config: LoadedPipeline(Sam3Pipeline(tiny_components, tiny.tokenizer, config), tiny.describe(),
+                                            True, tiny)
     core = NodeCore(NodeParams(prompts=["red cup"], warmup_frames=1), PipelineConfig().updated(PERMISSIVE), T,
                     factory, now_ns=clock)
     core.clock = clock
@@ -88,7 +90,8 @@ def scripted_core(objects, **params):
     scene = ScriptedScene(objects)
     components = ScriptedComponents(scene, byte_level_clip_tokenizer()).components()
     clock = Clock()
-    factory = lambda config: (Sam3Pipeline(components, byte_level_clip_tokenizer(), config), None)
+    factory = lambda config: LoadedPipeline(Sam3Pipeline(components, byte_level_clip_tokenizer(), config),
+                                            "scripted stand-in network", True)
     core = NodeCore(NodeParams(prompts=["box"], warmup_frames=1, **params), PipelineConfig(), T, factory, now_ns=clock)
     core.clock = clock
     core.configure()

@@ -50,7 +50,7 @@ class TorchVision:
         self.video = loaded.model
         self.grid = geometry_of(loaded).grid
 
-    @torch.inference_mode()
+    @torch.no_grad()
     def __call__(self, pixel_values: torch.Tensor) -> VisionFeatures:
         video = self.video
         out = video.detector_model.vision_encoder(pixel_values)
@@ -71,7 +71,7 @@ class TorchText:
     def __init__(self, loaded: LoadedSam3):
         self.detector = loaded.model.detector_model
 
-    @torch.inference_mode()
+    @torch.no_grad()
     def __call__(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> PromptFeatures:
         out = self.detector.get_text_features(input_ids=input_ids, attention_mask=attention_mask, return_dict=True)
         return PromptFeatures(out.pooler_output, attention_mask.bool())
@@ -83,7 +83,7 @@ class TorchExemplars:
     def __init__(self, loaded: LoadedSam3):
         self.detector = loaded.model.detector_model
 
-    @torch.inference_mode()
+    @torch.no_grad()
     def __call__(self, vision: VisionFeatures, boxes_cxcywh: torch.Tensor, labels: torch.Tensor) -> PromptFeatures:
         out = self.detector.geometry_encoder(
             box_embeddings=boxes_cxcywh.to(vision.det_fpn[-1].dtype),
@@ -101,7 +101,7 @@ class TorchDetector:
     def __init__(self, loaded: LoadedSam3):
         self.detector = loaded.model.detector_model
 
-    @torch.inference_mode()
+    @torch.no_grad()
     def __call__(self, vision: VisionFeatures, prompts: PromptFeatures) -> DetectorOutput:
         from transformers.models.sam3.modeling_sam3 import box_cxcywh_to_xyxy, inverse_sigmoid
 
@@ -209,7 +209,8 @@ class TorchTrackerStep(_TrackerParts):
         temporal = trk.memory_temporal_positional_encoding[:, 0, 0, :]
         slot_enc = temporal[(memory.spatial_slot - 1) % g.num_maskmem]  # (B, M, Cm)
         spatial = memory.spatial.to(dtype).permute(1, 2, 0, 3).reshape(m * hw, b, cm)
-        spatial_pos = (self.memory_pos[None, None] + slot_enc[:, :, None, :]).permute(1, 2, 0, 3)
+        memory_pos = self.memory_pos.to(slot_enc.device)  # the model may have moved (offload on deactivate)
+        spatial_pos = (memory_pos[None, None] + slot_enc[:, :, None, :]).permute(1, 2, 0, 3)
         spatial_pos = spatial_pos.reshape(m * hw, b, cm)
         # Object pointers, split into memory-width tokens, with a temporal sine encoding.
         splits = g.hidden // cm
@@ -228,7 +229,7 @@ class TorchTrackerStep(_TrackerParts):
         )  # (1, B, H*W, C)
         return fused.reshape(b, hw, g.hidden).transpose(1, 2).reshape(b, g.hidden, g.grid, g.grid)
 
-    @torch.inference_mode()
+    @torch.no_grad()
     def __call__(self, vision: VisionFeatures, memory: MemoryBatch) -> TrackerOutput:
         return self.decode(vision, self.condition_on_memory(vision, memory), self.multimask)
 
@@ -236,7 +237,7 @@ class TorchTrackerStep(_TrackerParts):
 class TorchRefiner(TorchTrackerStep):
     """Clicks and/or a box on top of a track's memory; multimask for a single click, as SAM 2 does."""
 
-    @torch.inference_mode()
+    @torch.no_grad()
     def __call__(self, vision: VisionFeatures, memory: MemoryBatch, points: torch.Tensor | None,
                  point_labels: torch.Tensor | None, box: torch.Tensor | None) -> TrackerOutput:
         num_points = 0 if points is None else points.shape[2]
@@ -257,7 +258,7 @@ class TorchMaskPrompter(_TrackerParts):
     Mirrors ``Sam3TrackerVideoModel._use_mask_as_output`` for B masks at once.
     """
 
-    @torch.inference_mode()
+    @torch.no_grad()
     def __call__(self, vision: VisionFeatures, masks: torch.Tensor) -> TrackerOutput:
         g = self.geometry
         b = masks.shape[0]
@@ -274,7 +275,7 @@ class TorchMaskPrompter(_TrackerParts):
 
 
 class TorchMemoryEncoder(_TrackerParts):
-    @torch.inference_mode()
+    @torch.no_grad()
     def __call__(self, vision: VisionFeatures, mask_logits: torch.Tensor, object_logits: torch.Tensor) -> torch.Tensor:
         b = mask_logits.shape[0]
         features, _ = self.tracker._encode_new_memory(

@@ -144,7 +144,7 @@ def load_sam3(checkpoint: str | Path, device: str = "auto", dtype: str = "auto")
     random_weights = (directory / "RANDOM_WEIGHTS").exists()
     loaded = LoadedSam3(
         model=model.to(torch_device).eval(), tokenizer=tokenizer, device=torch_device, dtype=torch_dtype,
-        random_weights=random_weights, source=str(directory), fingerprint=_fingerprint_files(directory),
+        random_weights=random_weights, source=str(directory), fingerprint=fingerprint_files(directory),
     )
     (log.warning if random_weights else log.info)("%s", loaded.describe())
     return loaded
@@ -172,7 +172,7 @@ def load_tiny(seed: int = 0, device: str = "auto", dtype: str = "auto", image_si
     return loaded
 
 
-def _fingerprint_files(directory: Path) -> str:
+def fingerprint_files(directory: Path) -> str:
     """Hash of config and weight files (size, mtime and the safetensors headers): cheap, content-aware."""
     digest = hashlib.sha256((directory / "config.json").read_bytes())
     for weights in _weight_files(directory):

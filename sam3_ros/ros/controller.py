@@ -23,6 +23,7 @@ from ..core.image_encoding import UnsupportedImage, compressed_to_rgb, depth_to_
 from ..core.pipeline import RefineRequest, Sam3Pipeline
 from ..core.prompts import Concept, PromptError, make_concept
 from ..core.results import FrameResult
+from ..factory import LoadedPipeline
 from ..io import messages
 from ..io.overlay import draw_overlay
 from ..io.ros_types import MessageTypes
@@ -110,7 +111,7 @@ class Counters:
 
 class NodeCore:
     def __init__(self, params: NodeParams, config: PipelineConfig, types: MessageTypes,
-                 pipeline_factory: Callable[[PipelineConfig], tuple[Sam3Pipeline, Any]],
+                 pipeline_factory: Callable[[PipelineConfig], LoadedPipeline],
                  now_ns: Callable[[], int] = time.time_ns, lookup_transform: TransformLookup | None = None):
         self.params = params
         self.config = config
@@ -121,7 +122,7 @@ class NodeCore:
         self.state = NodeState.UNCONFIGURED
         self.failure = ""
         self.pipeline: Sam3Pipeline | None = None
-        self.model: Any = None  # LoadedSam3: weights, device, description
+        self.model: LoadedPipeline | None = None
         self.counters = Counters()
         self.mailbox = LatestFrame()
         self._lock = threading.Lock()
@@ -142,8 +143,8 @@ class NodeCore:
         """Load the model and warm it up; on failure the node stays unconfigured with the reason."""
         self.state = NodeState.LOADING
         try:
-            pipeline, self.model = self._factory(self.config)
-            self.pipeline = self._warmed_up(pipeline)
+            self.model = self._factory(self.config)
+            self.pipeline = self._warmed_up(self.model.pipeline)
             with self._lock:
                 self.pipeline.set_concepts(self._concepts)
         except Exception as err:
@@ -156,7 +157,7 @@ class NodeCore:
         if self.state != NodeState.INACTIVE:
             raise RuntimeError(f"cannot activate from {self.state.value}")
         if self.params.offload_on_deactivate and self.model is not None:
-            self.model.model.to(self.model.device)
+            self.model.restore()
         self.counters.last_image_ns = None
         self.state = NodeState.ACTIVE
 
@@ -167,7 +168,7 @@ class NodeCore:
         if self.pipeline is not None:
             self.pipeline.release_state()
         if self.params.offload_on_deactivate and self.model is not None:
-            self.model.model.to("cpu")
+            self.model.offload()
         _empty_cuda_cache()
 
     def cleanup(self) -> None:
@@ -372,7 +373,7 @@ class NodeCore:
         c = self.counters
         values: dict[str, Any] = {
             "state": self.state.value,
-            "model": self.model.describe() if self.model is not None else self.failure or "not loaded",
+            "model": self.model.description if self.model is not None else self.failure or "not loaded",
             "fps": self._fps(),
             "latency_ms (receive to result)": _mean(c.latency_ms),
             "frames received": c.received,

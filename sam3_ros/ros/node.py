@@ -6,6 +6,7 @@ deactivate: unsubscribe, stop the worker, free GPU memory. Services answer in ev
 """
 from __future__ import annotations
 
+import logging
 import threading
 from typing import Any
 
@@ -52,9 +53,30 @@ _PARAMETER_TYPES = {bool: ParameterType.PARAMETER_BOOL, int: ParameterType.PARAM
                     list: ParameterType.PARAMETER_STRING_ARRAY}
 
 
+class _RosLogHandler(logging.Handler):
+    """Sends the core's Python logging (sam3_ros.*) to the node's ROS logger."""
+
+    def __init__(self, ros_logger):
+        super().__init__()
+        self.ros_logger = ros_logger
+
+    def emit(self, record: logging.LogRecord) -> None:
+        message = self.format(record)
+        if record.levelno >= logging.ERROR:
+            self.ros_logger.error(message)
+        elif record.levelno >= logging.WARNING:
+            self.ros_logger.warning(message)
+        else:
+            self.ros_logger.info(message)
+
+
 class Sam3Node(LifecycleNode):
     def __init__(self, **kwargs: Any):
         super().__init__("sam3", **kwargs)
+        core_log = logging.getLogger("sam3_ros")
+        core_log.addHandler(_RosLogHandler(self.get_logger()))
+        core_log.setLevel(logging.INFO)
+        core_log.propagate = False
         for name, (default, description) in all_parameters().items():
             self.declare_parameter(name, default, ParameterDescriptor(
                 description=description, type=_PARAMETER_TYPES[type(default)],
@@ -90,7 +112,7 @@ class Sam3Node(LifecycleNode):
         except Exception as err:  # a bad checkpoint or device must fail the transition, not the process
             self.get_logger().error(f"configure failed: {err}")
             return TransitionCallbackReturn.FAILURE
-        self.get_logger().info(self.core.model.describe())
+        self.get_logger().info(self.core.model.description)
         for key, (topic, msg_type) in OUTPUTS.items():
             self._pubs[key] = self.create_lifecycle_publisher(msg_type, topic, 10)
         latched = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)

@@ -1,0 +1,142 @@
+"""Start the sam3 lifecycle node, configure and activate it (autostart), and optionally RViz.
+
+    ros2 launch sam3_ros sam3.launch.py image:=/camera/color/image_raw \
+        camera_info:=/camera/color/camera_info depth:=/camera/aligned_depth/image_raw \
+        prompts:="yellow forklift,person" checkpoint:=$HOME/models/sam3 rviz:=true
+
+`ros2 launch sam3_ros sam3.launch.py --show-args` lists the arguments. The parameter file is read
+here and handed to the node as values, so its `sam3:` section applies under any `namespace`.
+"""
+import os
+
+import yaml
+from ament_index_python.packages import get_package_share_directory
+from launch import LaunchDescription
+from launch.actions import DeclareLaunchArgument, EmitEvent, OpaqueFunction, RegisterEventHandler
+from launch.events import matches_action
+from launch.substitutions import LaunchConfiguration
+from launch_ros.actions import LifecycleNode, Node
+from launch_ros.event_handlers import OnStateTransition
+from launch_ros.events.lifecycle import ChangeState
+from lifecycle_msgs.msg import Transition
+
+PACKAGE = "sam3_ros"
+EXECUTABLE = "sam3_node"
+NODE_NAME = "sam3"
+
+ARGUMENTS = {  # name -> (default, description); an empty default leaves the value to params_file
+    "image": ("image", "image topic (sensor_msgs/Image, or CompressedImage if it ends in /compressed)"),
+    "camera_info": ("camera_info", "camera info topic of the image, needed for 3D; empty: none"),
+    "depth": ("", "depth image aligned to the image (16UC1 mm or 32FC1 m); empty: no 3D"),
+    "prompts": ("", 'comma-separated noun phrases to track from the start, e.g. "yellow forklift,person"'),
+    "backend": ("", "torch | onnxruntime | tensorrt (empty: params_file, default torch)"),
+    "checkpoint": ("", "local facebook/sam3 checkpoint directory (empty: params_file)"),
+    "engines_dir": ("", "folder of exported ONNX files / TensorRT engines (empty: params_file)"),
+    "tiny": ("", "true: tiny random-init model, no weights needed, meaningless outputs (tests only)"),
+    "device": ("", "auto | cpu | cuda | cuda:N (empty: params_file, default auto)"),
+    "target_frame": ("", "TF frame for 3D positions (empty: params_file, default the camera frame)"),
+    "namespace": ("", "namespace of the node; its topics and services are <namespace>/sam3/..."),
+    "autostart": ("true", "configure the node, then activate it once configure succeeded"),
+    "rviz": ("false", "start rviz2 with config/sam3.rviz"),
+    "use_sim_time": ("false", "use the /clock topic (bag playback, simulation)"),
+    "log_level": ("info", "debug | info | warn | error | fatal"),
+}
+# Launch argument -> node parameter (sam3_ros/ros/params.py, sam3_ros/core/config.py).
+PARAMETERS = {
+    "image": "image_topic",
+    "camera_info": "camera_info_topic",
+    "depth": "depth_topic",
+    "prompts": "prompts",
+    "backend": "model.backend",
+    "checkpoint": "model.checkpoint",
+    "engines_dir": "model.engines_dir",
+    "tiny": "model.tiny",
+    "device": "model.device",
+    "target_frame": "target_frame",
+    "use_sim_time": "use_sim_time",
+}
+TOPIC_ARGUMENTS = ("image", "camera_info", "depth")  # always set: an empty topic disables that input
+
+
+def _flag(name: str, text: str) -> bool:
+    if text.lower() not in ("true", "false"):
+        raise ValueError(f"launch argument {name} must be true or false, got {text!r}")
+    return text.lower() == "true"
+
+
+def _phrases(name: str, text: str) -> list:
+    phrases = [p.strip() for p in text.split(",") if p.strip()]
+    if not phrases:
+        raise ValueError(f"launch argument {name} needs comma-separated noun phrases, got {text!r}")
+    return phrases
+
+
+CONVERSIONS = {"tiny": _flag, "use_sim_time": _flag, "prompts": _phrases}  # others stay strings
+
+
+def _parameter_overrides(argument) -> dict:
+    """Node parameters from the launch arguments that were given (topics: always)."""
+    values = {}
+    for name, parameter in PARAMETERS.items():
+        text = argument(name)
+        if text or name in TOPIC_ARGUMENTS:
+            values[parameter] = CONVERSIONS.get(name, lambda _, t: t)(name, text)
+    return values
+
+
+def _file_parameters(path: str) -> dict:
+    """The ros__parameters of the params file's sections for this node ('sam3', '/sam3',
+    '/<ns>/sam3' or '/**'), merged in file order. Empty lists are left out (launch_ros rejects them)."""
+    with open(path) as file:
+        sections = yaml.safe_load(file) or {}
+    values = {}
+    for key, section in sections.items():
+        names_this_node = key == "/**" or str(key).rstrip("/").split("/")[-1] == NODE_NAME
+        if names_this_node and isinstance(section, dict) and "ros__parameters" in section:
+            values.update(section["ros__parameters"])
+    if not values:
+        raise ValueError(f"params_file {path} has no '{NODE_NAME}:' or '/**:' section with ros__parameters")
+    return {name: value for name, value in values.items() if value != []}
+
+
+def _launch_setup(context):
+    def argument(name: str) -> str:
+        return LaunchConfiguration(name).perform(context).strip()
+
+    node = LifecycleNode(
+        package=PACKAGE, executable=EXECUTABLE, name=NODE_NAME, namespace=argument("namespace"),
+        parameters=[_file_parameters(argument("params_file")), _parameter_overrides(argument)],
+        arguments=["--ros-args", "--log-level", argument("log_level")],
+        output="screen", emulate_tty=True,
+    )
+    actions = [node]
+    if _flag("autostart", argument("autostart")):
+        def change_state(transition_id):
+            return EmitEvent(event=ChangeState(lifecycle_node_matcher=matches_action(node),
+                                               transition_id=transition_id))
+        # configuring -> inactive happens only when configure succeeded (a failure goes back to
+        # unconfigured), so activate never follows a failed configure or a later deactivate.
+        actions += [
+            RegisterEventHandler(OnStateTransition(
+                target_lifecycle_node=node, start_state="configuring", goal_state="inactive",
+                entities=[change_state(Transition.TRANSITION_ACTIVATE)])),
+            change_state(Transition.TRANSITION_CONFIGURE),
+        ]
+    if _flag("rviz", argument("rviz")):
+        actions.append(Node(
+            package="rviz2", executable="rviz2", name="rviz2", output="screen",
+            arguments=["-d", os.path.join(get_package_share_directory(PACKAGE), "config", "sam3.rviz")],
+            parameters=[{"use_sim_time": _flag("use_sim_time", argument("use_sim_time"))}],
+        ))
+    return actions
+
+
+def generate_launch_description():
+    default_params = os.path.join(get_package_share_directory(PACKAGE), "config", "sam3.yaml")
+    return LaunchDescription([
+        *(DeclareLaunchArgument(name, default_value=default, description=description)
+          for name, (default, description) in ARGUMENTS.items()),
+        DeclareLaunchArgument("params_file", default_value=default_params,
+                              description="ROS 2 parameter file; launch arguments override it"),
+        OpaqueFunction(function=_launch_setup),
+    ])

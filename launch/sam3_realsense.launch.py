@@ -1,0 +1,64 @@
+"""An Intel RealSense camera with depth aligned to colour, and sam3 on its streams.
+
+    ros2 launch sam3_ros sam3_realsense.launch.py prompts:="yellow forklift,person" \
+        checkpoint:=$HOME/models/sam3 rviz:=true
+
+Every argument of sam3.launch.py passes through. realsense2_camera's rs_launch.py is included
+when that package is installed; otherwise start the camera yourself with the same names.
+
+Topic names are those of realsense-ros 4.54 and later: /<camera_namespace>/<camera_name>/...,
+both "camera" by default, so /camera/camera/color/image_raw, /camera/camera/color/camera_info and,
+with align_depth.enable:=true, /camera/camera/aligned_depth_to_color/image_raw (16UC1 millimetres,
+the colour image's size and frame). Verified against rs_launch.py's declared arguments
+(camera_namespace and camera_name default "camera", align_depth.enable, enable_sync) and launch
+files of other projects wired to these topics; not run here. Releases before 4.54 publish
+/camera/color/... (pass camera_namespace:="" there).
+"""
+import os
+
+from ament_index_python.packages import PackageNotFoundError, get_package_share_directory
+from launch import LaunchDescription
+from launch.actions import DeclareLaunchArgument, GroupAction, IncludeLaunchDescription, LogInfo, OpaqueFunction
+from launch.launch_description_sources import PythonLaunchDescriptionSource
+from launch.substitutions import LaunchConfiguration
+
+PACKAGE = "sam3_ros"
+CAMERA_PACKAGE = "realsense2_camera"
+STREAMS = {  # sam3.launch.py argument -> topic below /<camera_namespace>/<camera_name>/
+    "image": "color/image_raw",
+    "camera_info": "color/camera_info",
+    "depth": "aligned_depth_to_color/image_raw",
+}
+CAMERA_ARGUMENTS = {  # rs_launch.py argument -> value
+    "align_depth.enable": "true",  # depth registered to the colour image, pixel for pixel
+    "enable_sync": "true",         # colour and depth frames with the same stamp
+}
+
+
+def _launch_setup(context):
+    camera_namespace = LaunchConfiguration("camera_namespace").perform(context).strip("/")
+    camera_name = LaunchConfiguration("camera_name").perform(context).strip("/")
+    prefix = "/" + "/".join(part for part in (camera_namespace, camera_name) if part)
+    actions = []
+    try:
+        rs_launch = os.path.join(get_package_share_directory(CAMERA_PACKAGE), "launch", "rs_launch.py")
+    except PackageNotFoundError:
+        actions.append(LogInfo(msg=f"{CAMERA_PACKAGE} is not installed: start the camera yourself "
+                                   f"(topics {prefix}/...) or apt install ros-$ROS_DISTRO-realsense2-camera"))
+    else:
+        camera_arguments = {"camera_namespace": camera_namespace, "camera_name": camera_name, **CAMERA_ARGUMENTS}
+        actions.append(GroupAction([IncludeLaunchDescription(  # scoped: the camera's arguments stay its own
+            PythonLaunchDescriptionSource(rs_launch), launch_arguments=camera_arguments.items())]))
+    sam3_launch = os.path.join(get_package_share_directory(PACKAGE), "launch", "sam3.launch.py")
+    topics = {argument: f"{prefix}/{suffix}" for argument, suffix in STREAMS.items()}
+    actions.append(IncludeLaunchDescription(PythonLaunchDescriptionSource(sam3_launch),
+                                            launch_arguments=topics.items()))
+    return actions
+
+
+def generate_launch_description():
+    return LaunchDescription([
+        DeclareLaunchArgument("camera_namespace", default_value="camera", description="realsense camera_namespace"),
+        DeclareLaunchArgument("camera_name", default_value="camera", description="realsense camera_name"),
+        OpaqueFunction(function=_launch_setup),
+    ])
