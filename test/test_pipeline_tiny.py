@@ -129,3 +129,28 @@ def test_refiner_matches_transformers_decoder_with_clicks(tiny, tiny_components)
             image_embeddings=list(vision.trk_high_res) + [pix], input_points=points, input_labels=labels.int(),
             multimask_output=True)
     torch.testing.assert_close(ours.mask_logits, ref.pred_masks.reshape(1, g.mask_size, g.mask_size))
+
+
+def test_a_frame_that_fails_half_way_does_not_break_the_next(tiny, tiny_components):
+    from dataclasses import replace
+
+    calls = {"n": 0}
+
+    def flaky_memory_encoder(vision, logits, objects):
+        calls["n"] += 1
+        if calls["n"] == 1:  # the first frame, where the first tracks are born
+            raise RuntimeError("CUDA out of memory (simulated)")
+        return tiny_components.memory_encoder(vision, logits, objects)
+
+    p = Sam3Pipeline(replace(tiny_components, memory_encoder=flaky_memory_encoder), tiny.tokenizer,
+                     PipelineConfig().updated(PERMISSIVE))
+    p.set_concepts([make_concept(None, "red cup")])
+    images = frames(3)
+    with pytest.raises(RuntimeError, match="simulated"):
+        p.step(next(images))
+    assert p.tracks.live_ids, "tracks were born before the failure"
+    recovered = p.step(next(images))
+    assert any("previous frame failed" in w for w in recovered.warnings)
+    assert all(tid in p._memories for tid in p.tracks.live_ids)
+    assert recovered.frame_index == 0  # the failed frame was never completed
+    assert p.step(next(images)).frame_index == 1

@@ -198,7 +198,7 @@ class Sam3Pipeline:
         self.last_image_size = (height, width)
         timer = _StageTimer(sync_cuda=self.device.type == "cuda")
         self._sync_prompts()
-        warnings: list[str] = []
+        warnings = self._recover_from_failed_frame()
         comp, g = self.components, self.geometry
         frame = self.frame_index
 
@@ -233,6 +233,14 @@ class Sam3Pipeline:
             timings_ms=timer.timings, stamp_ns=stamp_ns, live_tracks=len(self.tracks.tracks),
             removed_track_ids=removed, warnings=warnings,
         )
+
+    def _recover_from_failed_frame(self) -> list[str]:
+        """A frame that raised half-way may leave tracks born without memory: end them."""
+        orphans = [tid for tid in self.tracks.live_ids if tid not in self._memories]
+        for tid in orphans:
+            self.tracks.drop_track(tid)
+        self._forget_tracks(orphans)
+        return [f"tracks {orphans} ended: the previous frame failed before their memory was written"] if orphans else []
 
     # -- prompts ---------------------------------------------------------------------------------------
     def _sync_prompts(self) -> None:
