@@ -5,8 +5,7 @@
     # CPU scaling curve with the tiny model:
     python benchmarks/bench_pipeline.py --tiny --device cpu --tracks 1 2 4 8 16
 
-Live tracks are held at exactly N: every query is a detection (thresholds 0, no NMS), births
-fill the track cap N on the first frame, and no rule ever removes a track. ``--baseline``
+Live tracks are held at exactly N (see sam3_ros/bench.py). ``--baseline``
 times transformers' own streaming ``Sam3VideoModel`` (eager, float32 and bfloat16) on the same
 frames with ``max_num_objects = N`` in the same process, and prints our speed-up as a ratio.
 Timings are medians after warm-up; CUDA is synchronised around every stage.
@@ -24,16 +23,9 @@ import torch
 from sam3_ros.backends.torch_backend import torch_components
 from sam3_ros.core.config import PipelineConfig
 from sam3_ros.core.pipeline import Sam3Pipeline
-from sam3_ros.core.prompts import make_concept
+from sam3_ros.bench import describe, holding_tracks, median_stage_ms, synthetic_frames
 from sam3_ros.model.loading import LoadedSam3, load_tiny, resolve_device, resolve_dtype
 from sam3_ros.model.tiny import byte_level_clip_tokenizer
-
-HOLD_TRACKS = {
-    "detection.score_threshold": 1e-6, "detection.nms_iou": 1.0, "detection.new_track_threshold": 1e-6,
-    "tracking.assoc_iou": 1.01, "tracking.duplicate_iou": 1.01, "tracking.keep_alive": 10**9,
-    "tracking.tentative_max_age": 10**9, "tracking.tentative_max_misses": 10**9,
-}
-
 
 def full_size_model(device: str, dtype: str) -> LoadedSam3:
     """The real SAM 3 architecture (transformers' default Sam3VideoConfig) with random weights."""
@@ -48,29 +40,14 @@ def full_size_model(device: str, dtype: str) -> LoadedSam3:
     return LoadedSam3(model, tokenizer, torch_device, torch_dtype, True, "full-size random-init SAM 3", "n/a")
 
 
-def frames(count: int, height: int, width: int) -> list[np.ndarray]:
-    rng = np.random.default_rng(0)
-    base = (rng.random((height, width, 3)) * 255).astype(np.uint8)
-    return [np.roll(base, 7 * i, axis=1) for i in range(count)]
-
-
 def time_ours(loaded: LoadedSam3, tracks: int, images: list[np.ndarray], warmup: int, compile_: bool) -> dict:
-    config = PipelineConfig().updated({**HOLD_TRACKS, "tracking.max_tracks": tracks})
     components = torch_components(loaded)
     if compile_:
         from sam3_ros.backends.torch_fast import compile_components
 
         components = compile_components(components)
-    pipeline = Sam3Pipeline(components, loaded.tokenizer, config)
-    pipeline.set_concepts([make_concept(None, "forklift")])
-    stages: dict[str, list[float]] = {}
-    for i, image in enumerate(images):
-        result = pipeline.step(image)
-        if i >= warmup:
-            for stage, ms in result.timings_ms.items():
-                stages.setdefault(stage, []).append(ms)
-    assert pipeline.tracks.live_ids and len(pipeline.tracks.live_ids) == tracks, "track count not held"
-    return {stage: statistics.median(values) for stage, values in stages.items()}
+    pipeline = Sam3Pipeline(components, loaded.tokenizer, holding_tracks(PipelineConfig(), tracks))
+    return median_stage_ms(pipeline, images, warmup, tracks)
 
 
 def time_transformers(loaded: LoadedSam3, tracks: int, images: list[np.ndarray], warmup: int) -> float:
@@ -128,7 +105,7 @@ def main() -> None:
     print(f"model: {loaded.source}; device: {torch.cuda.get_device_name(device) if device.type == 'cuda' else 'CPU'}"
           f" ({torch.get_num_threads()} threads); dtype {loaded.dtype}; input {loaded.model.config.image_size}px; "
           f"camera {args.image[1]}x{args.image[0]}; torch {torch.__version__}")
-    images = frames(args.frames, *args.image)
+    images = synthetic_frames(args.frames, *args.image)
     report = {"model": loaded.source, "device": str(device), "dtype": str(loaded.dtype), "rows": []}
     variants = [("ours", False)] + ([("ours+compile", True)] if args.compile else [])
     for tracks in args.tracks:
@@ -142,9 +119,7 @@ def main() -> None:
             loaded.model.to(loaded.dtype)
         report["rows"].append(row)
         ours = row["ours"]
-        line = (f"tracks {tracks:3d}: total {ours['total']:8.2f} ms ({1000 / ours['total']:6.1f} fps) | "
-                + " ".join(f"{s} {ours[s]:.2f}" for s in ("preprocess", "vision", "detector", "tracker",
-                                                          "association", "memory", "postprocess")))
+        line = describe(tracks, ours)
         for key, value in row.items():
             if key.startswith("transformers"):
                 line += f" | {key} {value:.1f} ms = {value / ours['total']:.2f}x ours"

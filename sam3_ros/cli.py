@@ -1,4 +1,4 @@
-"""The ``sam3-ros`` command: run | export | build-engines | demo.
+"""The ``sam3-ros`` command: run | export | build-engines | bench | demo.
 
 Exit codes: 0 success, 1 stopped early on bad input (outputs up to there are kept),
 2 nothing could be done (bad arguments, checkpoint, prompts or input).
@@ -66,6 +66,14 @@ def _parser() -> argparse.ArgumentParser:
     engines.add_argument("--config", help="YAML configuration (track cap and memory sizes set the shape ranges)")
     engines.add_argument("--device", default="cuda")
     engines.set_defaults(handler=_build_engines)
+
+    bench = commands.add_parser("bench", help="per-stage latency of the configured model with N live tracks")
+    bench.add_argument("--tracks", type=int, nargs="+", default=[1, 5, 10])
+    bench.add_argument("--frames", type=int, default=30)
+    bench.add_argument("--warmup", type=int, default=8)
+    bench.add_argument("--image", type=int, nargs=2, default=[720, 1280], metavar=("H", "W"))
+    _add_model_args(bench)
+    bench.set_defaults(handler=_bench)
 
     demo = commands.add_parser("demo", help="run the offline runner on a generated clip (tiny model by default)")
     demo.add_argument("--output", default="out/demo", help="output directory")
@@ -184,6 +192,21 @@ def _build_engines(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     built = build_engines(args.engines_dir, manifest, config, args.precision, resolve_device(args.device), args.force)
     print(f"built {len(built)} engine(s) in {args.engines_dir}/tensorrt; the others were valid")
+    return EXIT_OK
+
+
+def _bench(args: argparse.Namespace) -> int:
+    from .bench import describe, holding_tracks, median_stage_ms, synthetic_frames
+    from .core.pipeline import Sam3Pipeline
+    from .factory import load_pipeline
+
+    config = _config_from(args)
+    loaded = load_pipeline(config)
+    print(loaded.description)
+    images = synthetic_frames(args.frames, *args.image)
+    for tracks in args.tracks:
+        pipeline = Sam3Pipeline(loaded.pipeline.components, loaded.pipeline.tokenizer, holding_tracks(config, tracks))
+        print(describe(tracks, median_stage_ms(pipeline, images, args.warmup, tracks)), flush=True)
     return EXIT_OK
 
 

@@ -175,3 +175,10 @@ def test_demo_runs_end_to_end(tmp_path):
     assert main(["demo", "--output", str(tmp_path / "demo"), "--frames", "4"]) == EXIT_OK
     results = json.loads((tmp_path / "demo" / "results" / "results.json").read_text())
     assert len(results["frames"]) == 4
+
+
+def test_bench_holds_the_requested_number_of_tracks(capsys):
+    assert main(["bench", "--tiny", "--tracks", "1", "3", "--frames", "3", "--warmup", "1", "--image", "48", "64"]) == EXIT_OK
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("tracks")]
+    assert [int(line.split()[1].rstrip(":")) for line in lines] == [1, 3]
+    assert all("fps" in line and "tracker" in line for line in lines)
