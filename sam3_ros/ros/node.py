@@ -49,8 +49,7 @@ SERVICES = {  # service name -> (type, NodeCore handler name)
     "~/refine_track": (srv.RefineTrack, "refine_track"),
 }
 _PARAMETER_TYPES = {bool: ParameterType.PARAMETER_BOOL, int: ParameterType.PARAMETER_INTEGER,
-                    float: ParameterType.PARAMETER_DOUBLE, str: ParameterType.PARAMETER_STRING,
-                    list: ParameterType.PARAMETER_STRING_ARRAY}
+                    str: ParameterType.PARAMETER_STRING}
 
 
 class _RosLogHandler(logging.Handler):
@@ -78,9 +77,13 @@ class Sam3Node(LifecycleNode):
         core_log.setLevel(logging.INFO)
         core_log.propagate = False
         for name, (default, description) in all_parameters().items():
+            # Dynamic typing where rclpy's strict typing bites: an empty-list default is typed as a
+            # byte array whatever the descriptor says (rclpy #912), and `-p x:=1` for a float
+            # parameter is an integer. split_parameters() checks and converts every value.
+            loose = isinstance(default, (list, float))
+            typing = dict(dynamic_typing=True) if loose else dict(type=_PARAMETER_TYPES[type(default)])
             self.declare_parameter(name, default, ParameterDescriptor(
-                description=description, type=_PARAMETER_TYPES[type(default)],
-                read_only=name.startswith("model.")))
+                description=description, read_only=name.startswith("model."), **typing))
         self.core: NodeCore | None = None
         self._pubs: dict[str, Any] = {}
         self._subscriptions: list[Any] = []
@@ -96,17 +99,22 @@ class Sam3Node(LifecycleNode):
                           callback_group=MutuallyExclusiveCallbackGroup())
         self._diagnostics = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
 
+    def _parameter_values(self) -> dict[str, Any]:
+        values = {}
+        for name, (default, _) in all_parameters().items():
+            value = self.get_parameter(name).value
+            values[name] = [str(v) for v in (value or [])] if isinstance(default, list) else value
+        return values
+
     def _make_core(self) -> NodeCore:
-        values = {name: self.get_parameter(name).value for name in all_parameters()}
-        params, config = split_parameters(values)
+        params, config = split_parameters(self._parameter_values())
         return NodeCore(params, config, self._types, pipeline_factory=load_pipeline,
                         now_ns=lambda: self.get_clock().now().nanoseconds, lookup_transform=self._lookup_transform)
 
     # -- life cycle --------------------------------------------------------------------------------------
     def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
         try:
-            values = {name: self.get_parameter(name).value for name in all_parameters()}
-            self.core.update_parameters(*split_parameters(values))  # picks up changes made before configure
+            self.core.update_parameters(*split_parameters(self._parameter_values()))  # changes made before configure
             self.get_logger().info("loading SAM 3 ...")
             self.core.configure()
         except Exception as err:  # a bad checkpoint or device must fail the transition, not the process
