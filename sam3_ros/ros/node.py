@@ -29,7 +29,8 @@ from visualization_msgs.msg import MarkerArray
 from ..core.depth import quaternion_matrix
 from ..factory import load_pipeline
 from .controller import NodeCore
-from .params import all_parameters, split_parameters
+from ..core.config import PipelineConfig
+from .params import NodeParams, all_parameters, split_parameters
 from .rclpy_types import RclpyTypes
 
 OUTPUTS = {  # FrameOutputs attribute -> (topic, message type)
@@ -107,7 +108,11 @@ class Sam3Node(LifecycleNode):
         return values
 
     def _make_core(self) -> NodeCore:
-        params, config = split_parameters(self._parameter_values())
+        try:
+            params, config = split_parameters(self._parameter_values())
+        except ValueError as err:  # reported again, and fatal, at configure
+            self.get_logger().error(f"invalid parameters: {err}")
+            params, config = NodeParams(), PipelineConfig()
         return NodeCore(params, config, self._types, pipeline_factory=load_pipeline,
                         now_ns=lambda: self.get_clock().now().nanoseconds, lookup_transform=self._lookup_transform)
 
