@@ -28,7 +28,7 @@ setup(
     license="Apache-2.0",
     python_requires=">=3.10",
     packages=find_packages(include=[PACKAGE, f"{PACKAGE}.*"]),
-    package_data={PACKAGE: ["msgdefs/*/*/*.msg", "msgdefs/*/*/*.srv", "msgdefs/*/LICENSE"]},
+    package_data={PACKAGE: ["msgdefs/*/*/*.msg", "msgdefs/*/*/*.srv"]},
     data_files=data_files(),
     install_requires=[
         "torch>=2.4",
@@ -42,7 +42,8 @@ setup(
     ],
     extras_require={
         "onnx": ["onnx>=1.16", "onnxruntime>=1.18", "onnxscript>=0.1"],
-        "test": ["pytest>=8", "onnx>=1.16", "onnxruntime>=1.18", "onnxscript>=0.1", "mcap>=1.1", "mcap-ros2-support>=0.5",
+        "test": ["pytest>=8,<9",  # launch_testing 3.4 (full ROS runtime) fails under pytest 9
+                  "onnx>=1.16", "onnxruntime>=1.18", "onnxscript>=0.1", "mcap>=1.1", "mcap-ros2-support>=0.5",
                  "catkin_pkg>=1.0"],
     },
     entry_points={

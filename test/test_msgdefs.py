@@ -1,4 +1,4 @@
-"""The packaged interface definitions: exact copies, valid for the ROS 2 IDL tools, registered in rosbags."""
+"""The packaged interface definitions: our own (vision_msgs field-only, equal to the canonical ones), valid for the ROS 2 IDL tools, registered in rosbags."""
 import filecmp
 import json
 import subprocess
@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 from rosbags.interfaces import Nodetype
+from rosbags.typesys import Stores, get_types_from_msg, get_typestore
 
 from sam3_ros.io.ros_types import INTERFACES_PACKAGE, packaged_definitions, typestore
 
@@ -31,11 +32,37 @@ def test_interfaces_are_copies_of_the_repository_definitions():
     assert_same_files(files_under(MSGDEFS / INTERFACES_PACKAGE, "msg/*", "srv/*"), originals)
 
 
-def test_vision_msgs_are_copies_of_the_canonical_definitions():
+def canonical_vision_msgs_store():
+    """A Jazzy typestore with vision_msgs registered from the canonical files in ../shared."""
     if not SHARED_VISION_MSGS.is_dir():
         pytest.skip(f"canonical vision_msgs definitions not found at {SHARED_VISION_MSGS}")
-    originals = files_under(SHARED_VISION_MSGS, "msg/*.msg", "LICENSE")
-    assert_same_files(files_under(MSGDEFS / "vision_msgs", "msg/*", "LICENSE"), originals)
+    store = get_typestore(Stores.ROS2_JAZZY)
+    types = {}
+    for path in sorted((SHARED_VISION_MSGS / "msg").glob("*.msg")):
+        types.update(get_types_from_msg(path.read_text(), f"vision_msgs/msg/{path.stem}"))
+    store.register(types)
+    return store
+
+
+def test_vision_msgs_carry_no_upstream_files():
+    ours = MSGDEFS / "vision_msgs"
+    assert not (ours / "LICENSE").exists()
+    for path in ours.glob("msg/*.msg"):
+        assert "#" not in path.read_text(), f"{path.name}: our definitions are field-only (no upstream comments)"
+
+
+def test_vision_msgs_fields_equal_the_canonical_definitions():
+    canonical, ours = canonical_vision_msgs_store(), typestore()
+    names = sorted(n for n in canonical.fielddefs if n.startswith("vision_msgs/"))
+    assert names == sorted(n for n in ours.fielddefs if n.startswith("vision_msgs/"))
+    for name in names:
+        assert ours.fielddefs[name] == canonical.fielddefs[name], name
+
+
+def test_vision_msgs_type_hashes_equal_the_canonical_ones():
+    canonical, ours = canonical_vision_msgs_store(), typestore()
+    for name in (n for n in canonical.fielddefs if n.startswith("vision_msgs/")):
+        assert ours.hash_rihs01(name) == canonical.hash_rihs01(name), name
 
 
 def test_package_resources_list_every_definition():
