@@ -1,7 +1,8 @@
 """The ``sam3-ros`` command: run | export | build-engines | bench | demo.
 
-Exit codes: 0 success, 1 stopped early on bad input (outputs up to there are kept),
-2 nothing could be done (bad arguments, checkpoint, prompts or input).
+Exit codes: 0 success, 1 stopped early on bad input (outputs up to there are kept; with --inputs:
+some inputs failed), 2 nothing could be done (bad arguments, checkpoint, prompts or input),
+130 a fleet job stopped by Ctrl-C.
 """
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from .model.loading import CheckpointError
 log = logging.getLogger("sam3_ros")
 
 EXIT_OK, EXIT_PARTIAL, EXIT_FAILED = 0, 1, 2
+EXIT_INTERRUPTED = 130  # Ctrl-C during a fleet job (128 + SIGINT)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -41,15 +43,27 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")
     commands = parser.add_subparsers(dest="command", required=True)
 
-    run = commands.add_parser("run", help="segment and track concepts in a video, image folder or rosbag2")
-    run.add_argument("--input", required=True, help="video file, image folder, or rosbag2 (MCAP or sqlite3)")
-    run.add_argument("--output", required=True, help="output directory (results.mcap, results.json, overlay.mp4)")
-    run.add_argument("--image-topic", help="image topic to read from a rosbag2")
+    run = commands.add_parser("run", help="segment and track concepts in a video, image folder or rosbag2 "
+                                           "(or many of them, on Ray)")
+    source = run.add_mutually_exclusive_group(required=True)
+    source.add_argument("--input", help="video file, image folder, or rosbag2 (MCAP or sqlite3)")
+    source.add_argument("--inputs", metavar="DIR_OR_MANIFEST",
+                        help="many recordings, on Ray: a folder of them, or a manifest (one PATH [IMAGE_TOPIC] a line)")
+    run.add_argument("--output", required=True, help="output directory (results.mcap, results.json, overlay.mp4; "
+                                                     "with --inputs one folder per input and summary.json)")
+    run.add_argument("--image-topic", help="image topic to read from a rosbag2 (with --inputs: of every rosbag2 "
+                                           "whose manifest line names none)")
     _add_prompt_args(run)
     _add_model_args(run)
     run.add_argument("--max-frames", type=int, help="stop after this many frames")
     run.add_argument("--no-overlay", action="store_true", help="do not write overlay.mp4")
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
+    fleet = run.add_argument_group("with --inputs (Ray)")
+    fleet.add_argument("--workers", type=int, help="workers, each loading the model once (default: one per GPU, "
+                                                   "or per CPU with --device cpu)")
+    fleet.add_argument("--gpus-per-worker", type=float, default=1.0, help="GPUs per worker; 0.5 puts two on a GPU")
+    fleet.add_argument("--cpus-per-worker", type=float, default=1.0, help="CPUs per worker")
+    fleet.add_argument("--ray-address", help="a Ray cluster (ray://HOST:10001 or HOST:6379); default: a local Ray")
     run.set_defaults(handler=_run)
 
     export = commands.add_parser("export", help="export every component to ONNX, verified against PyTorch")
@@ -155,6 +169,10 @@ def _run(args: argparse.Namespace) -> int:
     from .factory import load_pipeline
     from .runner import run_offline
 
+    if args.inputs:
+        return _run_fleet(args)
+    if args.workers or args.ray_address:
+        raise ValueError("--workers and --ray-address go with --inputs (many recordings on Ray)")
     concepts = parse_concepts(args.prompt, args.box)
     loaded = load_pipeline(_config_from(args))
     print(loaded.description, file=sys.stderr)
@@ -165,6 +183,26 @@ def _run(args: argparse.Namespace) -> int:
     for warning in dict.fromkeys(summary.warnings):
         print(f"warning: {warning}", file=sys.stderr)
     return EXIT_PARTIAL if summary.error else EXIT_OK
+
+
+def _run_fleet(args: argparse.Namespace) -> int:
+    from .fleet.inputs import discover_inputs
+    from .fleet.ray_job import FleetJob, import_ray, run_fleet
+
+    concepts = parse_concepts(args.prompt, args.box)
+    config = _config_from(args)
+    inputs = discover_inputs(args.inputs, args.image_topic, exclude=args.output)
+    import_ray()  # says how to install it, before anything starts
+    request = {"inputs": args.inputs, "output": args.output, "argv": sys.argv[1:]}
+    job = FleetJob(config, concepts, inputs, args.output, max_frames=args.max_frames, overlay=not args.no_overlay,
+                   workers=args.workers, gpus_per_worker=args.gpus_per_worker, cpus_per_worker=args.cpus_per_worker,
+                   ray_address=args.ray_address, progress=not args.no_progress, request=request)
+    summary = run_fleet(job)
+    print(summary.describe())
+    if summary.interrupted:
+        print("interrupted: finished inputs are kept; run the same command again to do the rest", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    return EXIT_PARTIAL if summary.names("failed") else EXIT_OK
 
 
 def _export(args: argparse.Namespace) -> int:

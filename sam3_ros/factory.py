@@ -22,6 +22,11 @@ class LoadedPipeline:
     random_weights: bool
     weights: LoadedSam3 | None = None  # the PyTorch weights, when the backend runs them
 
+    def fresh(self) -> Sam3Pipeline:
+        """A new pipeline (no tracks, IDs from 1, same settings) on the already loaded model."""
+        old = self.pipeline
+        return Sam3Pipeline(old.components, old.tokenizer, old.config)
+
     def offload(self) -> None:
         """Move PyTorch weights to host memory (frees the GPU); a no-op for exported backends."""
         if self.weights is not None:

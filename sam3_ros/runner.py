@@ -10,7 +10,7 @@ import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable
+from typing import Callable, Iterable
 
 from tqdm import tqdm
 
@@ -25,11 +25,13 @@ log = logging.getLogger(__name__)
 RESULTS_BAG = "results.mcap"
 RESULTS_JSON = "results.json"
 OVERLAY_VIDEO = "overlay.mp4"
+OUTPUT_FILES = (RESULTS_BAG, RESULTS_JSON, OVERLAY_VIDEO)
 
 
 @dataclass
 class RunSummary:
     output_dir: Path
+    total: int | None = None  # frames expected: the source's estimate, capped by max_frames
     frames: int = 0
     instances: int = 0
     track_ids: set[int] = field(default_factory=set)
@@ -49,11 +51,14 @@ class RunSummary:
 
 def run_offline(pipeline: Sam3Pipeline, concepts: list[Concept], input_path: str | Path, output_dir: str | Path,
                 image_topic: str | None = None, max_frames: int | None = None, overlay: bool = True,
-                progress: bool = True, model_description: str = "") -> RunSummary:
+                progress: bool = True, model_description: str = "",
+                on_frame: Callable[[RunSummary], None] | None = None) -> RunSummary:
     """Process every frame of ``input_path`` (or the first ``max_frames``) into ``output_dir``.
 
     Raises SourceError when the input cannot be opened at all (nothing is written then). A
     failure while reading later stops the run, keeps all outputs, and is reported in the summary.
+    ``on_frame`` is called after each frame is written; an exception it raises ends the run like
+    any other, with the outputs closed and results.json marked incomplete.
     """
     output_dir = Path(output_dir)
     summary = RunSummary(output_dir)
@@ -64,11 +69,12 @@ def run_offline(pipeline: Sam3Pipeline, concepts: list[Concept], input_path: str
     total = source.frame_count()
     if max_frames is not None:
         total = min(total, max_frames) if total else max_frames
+    summary.total = total
 
     start = time.perf_counter()
     with McapResultsWriter(output_dir / RESULTS_BAG) as bag, \
             JsonResultsWriter(output_dir / RESULTS_JSON, source=str(input_path),
-                              prompts=[_describe_concept(c) for c in concepts], model=model_description) as js, \
+                              prompts=[describe_concept(c) for c in concepts], model=model_description) as js, \
             OverlayVideoWriter(output_dir / OVERLAY_VIDEO, fps=_fps_of(source)) as video:
         bar = tqdm(total=total, unit="frame", disable=not progress, desc="sam3")
         try:
@@ -84,6 +90,8 @@ def run_offline(pipeline: Sam3Pipeline, concepts: list[Concept], input_path: str
                 summary.track_ids.update(i.track_id for i in result.instances)
                 summary.warnings += result.warnings
                 bar.update()
+                if on_frame is not None:
+                    on_frame(summary)
                 bar.set_postfix(tracks=result.live_tracks, ms=f"{result.timings_ms['total']:.0f}")
         except (SourceError, OSError, ValueError) as err:
             summary.error = f"{type(err).__name__}: {err}"
@@ -115,12 +123,13 @@ def _collect(summary: RunSummary):
 
 
 def _refuse_to_overwrite(output_dir: Path) -> None:
-    existing = [name for name in (RESULTS_BAG, RESULTS_JSON, OVERLAY_VIDEO) if (output_dir / name).exists()]
+    existing = [name for name in OUTPUT_FILES if (output_dir / name).exists()]
     if existing:
         raise FileExistsError(f"{output_dir} already holds {', '.join(existing)}; choose a new --output")
 
 
-def _describe_concept(concept: Concept) -> dict:
+def describe_concept(concept: Concept) -> dict:
+    """A concept as results.json's header lists it."""
     return {
         "id": concept.id,
         "text": concept.text,

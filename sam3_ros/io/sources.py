@@ -117,7 +117,7 @@ class ImageFolderSource(FrameSource):
         if fps <= 0:
             raise SourceError(f"fps must be positive, got {fps}")
         images = (p for p in self.path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
-        self.files = sorted(images, key=lambda p: _natural_key(p.name))
+        self.files = sorted(images, key=lambda p: natural_key(p.name))
         if not self.files:
             raise SourceError(f"{self.path} holds no images ({', '.join(IMAGE_SUFFIXES)})")
         self.fps = fps
@@ -228,6 +228,6 @@ def _message_rgb(msg: Any, msgtype: str) -> np.ndarray:
     return image_to_rgb(msg.height, msg.width, msg.encoding, msg.step, msg.data, msg.is_bigendian)
 
 
-def _natural_key(name: str) -> list[Any]:
+def natural_key(name: str) -> list[Any]:
     """Sort key that orders digit runs by value: "img2" < "img10"."""
     return [int(part) if part.isdigit() else part.lower() for part in re.split(r"(\d+)", name)]

@@ -1,0 +1,277 @@
+"""Run a fleet job on Ray: a local Ray by default, a cluster with ``ray_address``.
+
+One actor per worker loads the model once and labels inputs one after another. Each worker gets
+its next input as soon as it ends one (no fixed chunks). A worker takes ``gpus_per_worker`` GPUs
+(Ray sets its CUDA_VISIBLE_DEVICES, so it sees them as cuda:0...) or, with device cpu (or no GPU in
+the cluster), ``cpus_per_worker`` CPUs. Ctrl-C asks every worker to stop after its current frame;
+finished inputs stay finished, the ones in progress are redone by the next run.
+
+Ray is imported when a job runs, never at module import.
+"""
+from __future__ import annotations
+
+import logging
+import socket
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..core.config import PipelineConfig
+from ..core.prompts import Concept
+from ..runner import RunSummary
+from .inputs import FleetInput
+from .label import LabelSpec, StopRequested, label_input
+from .outputs import job_settings
+from .progress import FleetProgress
+from .summary import FleetSummary
+
+log = logging.getLogger(__name__)
+
+INSTALL_HINT = "pip install 'sam3_ros[fleet]' (or: pip install ray)"
+LOCAL_OBJECT_STORE_BYTES = 256 * 2**20  # only paths and small dicts travel through Ray
+TICK_S = 0.5  # progress refresh
+STOP_WAIT_S = 60.0  # how long Ctrl-C waits for workers to close their current input
+MAX_REPLACEMENTS = 3  # per worker slot, when its actor process dies
+
+
+class FleetError(RuntimeError):
+    """The job cannot run (no Ray, no resources, the model does not load); the message says why."""
+
+
+@dataclass
+class FleetJob:
+    config: PipelineConfig
+    concepts: list[Concept]
+    inputs: list[FleetInput]
+    output: str
+    max_frames: int | None = None
+    overlay: bool = True
+    workers: int | None = None  # default: as many as the resources allow
+    gpus_per_worker: float = 1.0
+    cpus_per_worker: float = 1.0
+    ray_address: str | None = None  # None: a local Ray (or the one already initialised)
+    progress: bool = True
+    request: dict[str, Any] = field(default_factory=dict)  # the command line, for summary.json
+
+
+def import_ray():
+    try:
+        import ray
+    except ImportError as err:
+        raise FleetError(f"--inputs runs on Ray, which is not installed: {INSTALL_HINT}") from err
+    return ray
+
+
+class LabelWorker:
+    """The body of a Ray actor: the model, loaded once, and the inputs it is given, one at a time.
+
+    Runs with two threads so that ``status`` and ``stop`` answer while ``label`` works.
+    """
+
+    def __init__(self, config: PipelineConfig, spec: LabelSpec, cpus: float):
+        import torch
+
+        from ..factory import load_pipeline
+
+        if config.model.device == "cpu":
+            torch.set_num_threads(max(1, int(cpus)))
+        self.loaded = load_pipeline(config)
+        self.spec = spec
+        self._status: dict[str, Any] = {"input": None}
+        self._stop = threading.Event()
+
+    def describe(self) -> dict[str, Any]:
+        return {"node": socket.gethostname(), "device": str(self.loaded.pipeline.device),
+                "model": self.loaded.description}
+
+    def label(self, item: FleetInput) -> dict[str, Any]:
+        def on_frame(run: RunSummary) -> None:
+            self._status = {"input": item.name, "frames": run.frames, "total": run.total}
+            if self._stop.is_set():
+                raise StopRequested()
+
+        self._status = {"input": item.name, "frames": 0, "total": None}
+        try:
+            return label_input(self.loaded, self.spec, item, on_frame)
+        finally:
+            self._status = {"input": None}
+
+    def status(self) -> dict[str, Any]:
+        return self._status
+
+    def stop(self) -> None:
+        self._stop.set()
+
+
+def run_fleet(job: FleetJob) -> FleetSummary:
+    """Label every input of ``job``; summary.json in ``job.output`` tells how each went."""
+    ray = import_ray()
+    started_here = _connect(ray, job.ray_address)
+    try:
+        count, options, device = plan_workers(job, ray.cluster_resources())
+        config = job.config.updated({"model.device": device})
+        spec = LabelSpec(job.concepts, job.output, job_settings(config, job.concepts, job.max_frames, job.overlay),
+                         job.max_frames, job.overlay)
+        summary = FleetSummary(job.output, job.inputs, {**job.request, "workers": count, "resources": options})
+        actor = ray.remote(LabelWorker).options(max_concurrency=2, **options)
+        return _Scheduler(ray, lambda: actor.remote(config, spec, job.cpus_per_worker), count, job, summary).run()
+    finally:
+        if started_here:
+            ray.shutdown()
+
+
+def plan_workers(job: FleetJob, cluster: dict[str, float]) -> tuple[int, dict[str, float], str]:
+    """How many workers, the Ray resources of each, and the device they run on."""
+    device = job.config.model.device
+    if device.startswith("cuda:"):
+        raise FleetError("with --inputs, Ray assigns the GPUs: use --device cuda (or auto), not a GPU index")
+    gpus, cpus = cluster.get("GPU", 0.0), cluster.get("CPU", 0.0)
+    if device == "cuda" and not gpus:
+        raise FleetError("--device cuda, but the Ray cluster has no GPUs")
+    on_gpu = device == "cuda" or (device == "auto" and gpus > 0)
+    if on_gpu:
+        need, have, unit = job.gpus_per_worker, gpus, "GPU"
+        options = {"num_gpus": job.gpus_per_worker, "num_cpus": job.cpus_per_worker}
+    else:
+        need, have, unit = job.cpus_per_worker, cpus, "CPU"
+        options = {"num_gpus": 0, "num_cpus": job.cpus_per_worker}
+    if need <= 0:
+        raise FleetError(f"--{unit.lower()}s-per-worker must be positive")
+    capacity = int(have / need + 1e-9)
+    workers = job.workers or capacity
+    if workers < 1 or workers > capacity:
+        raise FleetError(f"{workers} worker(s) x {need:g} {unit} need {workers * need:g} {unit}s; the Ray cluster "
+                         f"has {have:g}: lower --workers or --{unit.lower()}s-per-worker")
+    return min(workers, len(job.inputs)), options, "cuda" if on_gpu else "cpu"
+
+
+def _connect(ray, address: str | None) -> bool:
+    """Connect to ``address``, or use the Ray already initialised, or start a local one. True when
+    this call started it (and so must shut it down)."""
+    if ray.is_initialized():
+        return False
+    kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": log.isEnabledFor(logging.INFO)}
+    if address is None:
+        kwargs["object_store_memory"] = LOCAL_OBJECT_STORE_BYTES
+    try:
+        ray.init(address=address, **kwargs)
+    except Exception as err:  # ConnectionError, ValueError, ...: say which address failed
+        where = f"the Ray cluster at {address}" if address else "a local Ray"
+        raise FleetError(f"cannot start or reach {where}: {type(err).__name__}: {err}") from err
+    return True
+
+
+class _Scheduler:
+    """Hands inputs to free workers, gathers outcomes, keeps summary.json and the progress current."""
+
+    def __init__(self, ray, new_actor, count: int, job: FleetJob, summary: FleetSummary):
+        self.ray, self.new_actor, self.job, self.summary = ray, new_actor, job, summary
+        self.pending = deque(job.inputs)
+        self.actors = [new_actor() for _ in range(count)]
+        self.replacements = [0] * count
+        self.in_flight: dict[Any, tuple[int, FleetInput]] = {}
+        self.status_refs: dict[int, Any] = {}
+        summary.workers = [{"index": i, "state": "starting", "ended": 0, "input": None} for i in range(count)]
+        self.progress = FleetProgress(len(job.inputs), count, job.progress)
+
+    def run(self) -> FleetSummary:
+        try:
+            self._start_workers()
+            for index in range(len(self.actors)):
+                self._submit(index)
+            while self.in_flight:
+                self._collect(timeout=TICK_S)
+                self._tick()
+            self.summary.finished = True
+        except KeyboardInterrupt:
+            self._stop()
+        finally:
+            self._tick()
+            self.progress.close()
+        return self.summary
+
+    def _start_workers(self) -> None:
+        self.summary.write()
+        try:
+            described = self.ray.get([actor.describe.remote() for actor in self.actors])
+        except self.ray.exceptions.RayActorError as err:
+            raise FleetError(f"a worker could not load the model: {_cause(err)}") from err
+        for worker, info in zip(self.summary.workers, described):
+            worker.update(info, state="idle")
+
+    def _submit(self, index: int) -> None:
+        worker = self.summary.workers[index]
+        if not self.pending or self.actors[index] is None:
+            worker.update(state="finished" if self.actors[index] else "gone", input=None)
+            return
+        item = self.pending.popleft()
+        self.in_flight[self.actors[index].label.remote(item)] = (index, item)
+        self.summary.running(item.name, index)
+        worker.update(state="running", input=item.name, frames=0, total=None)
+
+    def _collect(self, timeout: float) -> None:
+        ready, _ = self.ray.wait(list(self.in_flight), num_returns=len(self.in_flight), timeout=timeout)
+        for ref in ready:
+            index, item = self.in_flight.pop(ref)
+            try:
+                outcome = self.ray.get(ref)
+            except self.ray.exceptions.RayActorError as err:  # the process died (killed, out of memory)
+                outcome = {"status": "failed", "error": f"worker {index} died: {_cause(err)}"}
+                self._replace(index)
+            except self.ray.exceptions.RayTaskError as err:
+                outcome = {"status": "failed", "error": _cause(err)}
+            self.summary.finish(item.name, outcome)
+            worker = self.summary.workers[index]
+            worker.update(ended=worker["ended"] + 1, input=None)
+            self._submit(index)
+
+    def _replace(self, index: int) -> None:
+        self.status_refs.pop(index, None)
+        if self.replacements[index] >= MAX_REPLACEMENTS:
+            self.actors[index] = None
+            return
+        self.replacements[index] += 1
+        self.actors[index] = self.new_actor()
+
+    def _tick(self) -> None:
+        """Ask the workers what they are doing (without waiting) and refresh the views."""
+        for index, actor in enumerate(self.actors):
+            if actor is not None and index not in self.status_refs:
+                self.status_refs[index] = actor.status.remote()
+        ready, _ = self.ray.wait(list(self.status_refs.values()), num_returns=len(self.status_refs), timeout=0)
+        for index, ref in list(self.status_refs.items()):
+            if ref in ready:
+                del self.status_refs[index]
+                try:
+                    status = self.ray.get(ref)
+                except self.ray.exceptions.RayError:
+                    continue
+                if status.get("input") == self.summary.workers[index].get("input"):
+                    self.summary.workers[index].update(status)
+        self.summary.write()
+        self.progress.update(self.summary.totals(), self.summary.workers)
+
+    def _stop(self) -> None:
+        """Ctrl-C: every worker stops after its current frame; their inputs are marked interrupted."""
+        self.summary.interrupted = True
+        log.warning("stopping: waiting up to %.0f s for the workers to close their current input", STOP_WAIT_S)
+        for actor in self.actors:
+            if actor is not None:
+                actor.stop.remote()
+        self.pending.clear()
+        deadline = time.monotonic() + STOP_WAIT_S
+        try:
+            while self.in_flight and time.monotonic() < deadline:
+                self._collect(timeout=TICK_S)
+        except KeyboardInterrupt:  # a second Ctrl-C: leave now; what is in progress stays partial
+            pass
+        for index, item in self.in_flight.values():
+            self.summary.finish(item.name, {"status": "interrupted", "error": "stopped by the user"})
+
+
+def _cause(err: Exception) -> str:
+    """The first line of a Ray error (the rest is a remote traceback)."""
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__
