@@ -6,7 +6,9 @@ BIN := $(VENV)/bin
 TORCH := torch==2.14.* torchvision==0.29.*
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test install clean
+ROS2_STAMP := .ros2/install/.sam3_ros_underlay
+
+.PHONY: demo test install ros2 clean
 
 install: $(STAMP)
 
@@ -17,11 +19,16 @@ $(STAMP): setup.py
 	$(BIN)/pip install -q -e ".[test]"
 	touch $(STAMP)
 
+# The real ROS 2 runtime for the node tests: PyPI Jazzy wheels in .venv, then our interface
+# packages colcon-built into .ros2/install. A second run checks a hash and costs about a second.
+ros2: $(STAMP)
+	$(BIN)/python tools/ros2_underlay.py
+
 demo: $(STAMP)
 	$(BIN)/sam3-ros demo --output out/demo
 
-test: $(STAMP)
+test: $(STAMP) ros2
 	$(BIN)/pytest -q
 
 clean:
-	rm -rf $(VENV) out
+	rm -rf $(VENV) out .ros2

@@ -174,6 +174,7 @@ class NodeCore:
     def cleanup(self) -> None:
         self.mailbox.clear()
         self.pipeline, self.model = None, None
+        self._last_labels = None  # the next configure's latched label_info publisher starts empty
         _empty_cuda_cache()
         self.state = NodeState.UNCONFIGURED
 
@@ -424,6 +425,11 @@ def _to_rgb(image) -> np.ndarray:
     if hasattr(image, "format"):  # sensor_msgs/CompressedImage
         return compressed_to_rgb(image.format, image.data)
     return image_to_rgb(image.height, image.width, image.encoding, image.step, image.data, image.is_bigendian)
+
+
+def header_stamp_ns(message) -> int:
+    """A stamped message's header stamp in nanoseconds."""
+    return _stamp_ns(message.header)
 
 
 def _stamp_ns(header) -> int:

@@ -6,19 +6,23 @@ deactivate: unsubscribe, stop the worker, free GPU memory. Services answer in ev
 """
 from __future__ import annotations
 
+import functools
 import logging
+import signal
 import threading
+import traceback
 from typing import Any
 
 import numpy as np
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray
-from rcl_interfaces.msg import ParameterDescriptor, ParameterType
+from rcl_interfaces.msg import ParameterDescriptor, ParameterType, SetParametersResult
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
 from rclpy.duration import Duration
 from rclpy.executors import MultiThreadedExecutor
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+from rclpy.signals import SignalHandlerOptions
 from rclpy.time import Time
 from sam3_ros_interfaces import srv
 from sam3_ros_interfaces.msg import InstanceArray
@@ -28,10 +32,13 @@ from visualization_msgs.msg import MarkerArray
 
 from ..core.depth import quaternion_matrix
 from ..factory import load_pipeline
-from .controller import NodeCore
+from .controller import NodeCore, header_stamp_ns
 from ..core.config import PipelineConfig
-from .params import NodeParams, all_parameters, split_parameters
+from .lifecycle import transition_refusal
+from .params import NodeParams, all_parameters, parameter_change_refusal, split_parameters
 from .rclpy_types import RclpyTypes
+from .stamp_sync import StampSynchronizer
+from .worker import InferenceWorker
 
 OUTPUTS = {  # FrameOutputs attribute -> (topic, message type)
     "instances": ("~/instances", InstanceArray),
@@ -70,6 +77,19 @@ class _RosLogHandler(logging.Handler):
             self.ros_logger.info(message)
 
 
+def _logged_transition(callback):
+    """rclpy turns an exception in a transition callback into ERROR without a word: say why."""
+    @functools.wraps(callback)
+    def run(self, state: LifecycleState) -> TransitionCallbackReturn:
+        try:
+            return callback(self, state)
+        except Exception as err:
+            self.get_logger().error(f"{callback.__name__} from {state.label} failed: {type(err).__name__}: {err}\n"
+                                    + traceback.format_exc())
+            return TransitionCallbackReturn.ERROR
+    return run
+
+
 class Sam3Node(LifecycleNode):
     def __init__(self, **kwargs: Any):
         super().__init__("sam3", **kwargs)
@@ -83,16 +103,16 @@ class Sam3Node(LifecycleNode):
             # parameter is an integer. split_parameters() checks and converts every value.
             loose = isinstance(default, (list, float))
             typing = dict(dynamic_typing=True) if loose else dict(type=_PARAMETER_TYPES[type(default)])
-            self.declare_parameter(name, default, ParameterDescriptor(
-                description=description, read_only=name.startswith("model."), **typing))
+            self.declare_parameter(name, default, ParameterDescriptor(description=description, **typing))
         self.core: NodeCore | None = None
         self._pubs: dict[str, Any] = {}
-        self._subscriptions: list[Any] = []
-        self._worker: threading.Thread | None = None
-        self._running = threading.Event()
+        self._camera_inputs: list[Any] = []  # not `_subscriptions`: that name is rclpy's own list
         self._types = RclpyTypes()
         self._tf_buffer = None
         self.core = self._make_core()
+        self._worker = InferenceWorker(self.core.process_next, self._publish_outputs, context_ok=self.context.ok)
+        self._guard_change_state()
+        self.add_on_set_parameters_callback(self._check_parameter_change)
         services = ReentrantCallbackGroup()  # services answer while a frame is processed or the model loads
         for name, (srv_type, handler) in SERVICES.items():
             self.create_service(srv_type, name, self._service(handler), callback_group=services)
@@ -116,7 +136,34 @@ class Sam3Node(LifecycleNode):
         return NodeCore(params, config, self._types, pipeline_factory=load_pipeline,
                         now_ns=lambda: self.get_clock().now().nanoseconds, lookup_transform=self._lookup_transform)
 
+    def _check_parameter_change(self, changed) -> SetParametersResult:
+        refusal = parameter_change_refusal(self._parameter_values(), {p.name: p.value for p in changed})
+        return SetParametersResult(successful=refusal is None, reason=refusal or "")
+
+    def _guard_change_state(self) -> None:
+        """Answer an invalid transition id with failure: rclpy 7.1 raises inside the executor,
+        which ends the process."""
+        service = getattr(self, "_service_change_state", None)
+        if service is None:
+            return
+        change_state = service.callback
+
+        def guarded(request, response):
+            transition = request.transition
+            available = [(t[0], t[1]) for t in self._state_machine.available_transitions]  # (id, label, ...)
+            refusal = transition_refusal(available, transition.id, transition.label, self._state_machine.current_state[1])
+            if refusal is None:
+                try:
+                    return change_state(request, response)
+                except Exception as err:  # keep the node up whatever the state machine says
+                    refusal = f"{type(err).__name__}: {err}"
+            self.get_logger().warning(f"lifecycle transition refused: {refusal}")
+            response.success = False
+            return response
+        service.callback = guarded
+
     # -- life cycle --------------------------------------------------------------------------------------
+    @_logged_transition
     def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
         try:
             self.core.update_parameters(*split_parameters(self._parameter_values()))  # changes made before configure
@@ -137,61 +184,66 @@ class Sam3Node(LifecycleNode):
             self._tf_listener = tf2_ros.TransformListener(self._tf_buffer, self)
         return TransitionCallbackReturn.SUCCESS
 
+    @_logged_transition
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
         self.core.activate()
         self._subscribe()
-        self._running.set()
-        self._worker = threading.Thread(target=self._work, name="sam3-inference", daemon=True)
         self._worker.start()
         return super().on_activate(state)
 
+    @_logged_transition
     def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
         self._stop()
         self.core.deactivate()
         return super().on_deactivate(state)
 
+    @_logged_transition
     def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._release()
+        return TransitionCallbackReturn.SUCCESS
+
+    @_logged_transition
+    def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._release()
+        return TransitionCallbackReturn.SUCCESS
+
+    @_logged_transition
+    def on_error(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self.get_logger().error(f"a transition from {state.label} raised: releasing everything, back to unconfigured")
+        self._release()
+        return TransitionCallbackReturn.SUCCESS
+
+    def _release(self) -> None:
         self._stop()
         for publisher in self._pubs.values():
             self.destroy_lifecycle_publisher(publisher)
         self._pubs.clear()
         self.core.cleanup()
-        return TransitionCallbackReturn.SUCCESS
-
-    def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
-        self._stop()
-        return TransitionCallbackReturn.SUCCESS
 
     def _stop(self) -> None:
-        self._running.clear()
-        if self._worker is not None:
-            self._worker.join(timeout=10.0)
-            self._worker = None
-        for subscription in self._subscriptions:
+        """Stop taking and processing frames; safe to call in any state, and twice."""
+        if not self._worker.stop():
+            self.get_logger().warning("the inference thread did not stop within 10 s")
+        for subscription in self._camera_inputs:
             self.destroy_subscription(subscription)
-        self._subscriptions.clear()
+        self._camera_inputs.clear()
 
     # -- inputs -------------------------------------------------------------------------------------------------
     def _subscribe(self) -> None:
-        import message_filters
-
         p = self.core.params
         qos = QoSProfile(depth=p.queue_depth, reliability=ReliabilityPolicy.RELIABLE) \
             if p.reliability == "reliable" else qos_profile_sensor_data
         image_type = CompressedImage if p.image_topic.rstrip("/").endswith("compressed") else Image
-        if not p.depth_topic and not p.camera_info_topic:
-            self._subscriptions.append(self.create_subscription(
-                image_type, p.image_topic, lambda msg: self.core.on_camera(msg), qos))
-            return
-        filters = [message_filters.Subscriber(self, image_type, p.image_topic, qos_profile=qos)]
-        if p.camera_info_topic:
-            filters.append(message_filters.Subscriber(self, CameraInfo, p.camera_info_topic, qos_profile=qos))
-        if p.depth_topic:
-            filters.append(message_filters.Subscriber(self, Image, p.depth_topic, qos_profile=qos))
-        sync = message_filters.ApproximateTimeSynchronizer(filters, queue_size=p.queue_depth, slop=p.sync_slop_s)
-        sync.registerCallback(self._on_synchronised)
-        self._subscriptions.extend(f.sub for f in filters)
-        self._sync = sync
+        inputs = [(image_type, p.image_topic)]
+        inputs += [(CameraInfo, p.camera_info_topic)] if p.camera_info_topic else []
+        inputs += [(Image, p.depth_topic)] if p.depth_topic else []
+        if len(inputs) == 1:
+            callbacks = [lambda msg: self.core.on_camera(msg)]
+        else:
+            sync = StampSynchronizer(len(inputs), int(p.sync_slop_s * 1e9), p.queue_depth, self._on_synchronised)
+            callbacks = [sync.callback(i, header_stamp_ns) for i in range(len(inputs))]
+        for (msg_type, topic), callback in zip(inputs, callbacks):
+            self._camera_inputs.append(self.create_subscription(msg_type, topic, callback, qos))
 
     def _on_synchronised(self, image, *rest) -> None:
         p = self.core.params
@@ -213,23 +265,15 @@ class Sam3Node(LifecycleNode):
         return quaternion_matrix(q.x, q.y, q.z, q.w), np.array([t.translation.x, t.translation.y, t.translation.z])
 
     # -- work and outputs ------------------------------------------------------------------------------------
-    def _work(self) -> None:
-        while self._running.is_set() and rclpy.ok():
-            try:
-                outputs = self.core.process_next(timeout_s=0.1)
-            except Exception as err:  # never let a frame kill the worker
-                self.get_logger().error(f"frame processing failed: {type(err).__name__}: {err}",
-                                        throttle_duration_sec=5.0)
-                continue
-            if outputs is None:
-                continue
-            for key, publisher in self._pubs.items():
-                message = getattr(outputs, key)
-                if message is not None:
-                    publisher.publish(message)
+    def _publish_outputs(self, outputs) -> None:
+        for key, publisher in list(self._pubs.items()):
+            message = getattr(outputs, key)
+            if message is not None:
+                publisher.publish(message)
 
     def _publish_diagnostics(self) -> None:
-        self._diagnostics.publish(self.core.diagnostics(hardware_id=self.get_fully_qualified_name()))
+        if self.context.ok():
+            self._diagnostics.publish(self.core.diagnostics(hardware_id=self.get_fully_qualified_name()))
 
     def _service(self, handler_name: str):
         def handle(request, response):
@@ -241,16 +285,21 @@ class Sam3Node(LifecycleNode):
 
 
 def main(args: list[str] | None = None) -> None:
-    rclpy.init(args=args)
+    """Spin until SIGINT or SIGTERM, then stop in order: inference thread, subscriptions, node,
+    context. rclpy's own handlers would invalidate the context under a publishing thread."""
+    rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
     node = Sam3Node()
     executor = MultiThreadedExecutor(num_threads=4)
     executor.add_node(node)
     try:
-        executor.spin()
-    except (KeyboardInterrupt, rclpy.executors.ExternalShutdownException):
-        pass
+        while not stop.is_set() and rclpy.ok():
+            executor.spin_once(timeout_sec=0.1)
     finally:
+        node.get_logger().info("shutting down")
         node._stop()
+        executor.shutdown(timeout_sec=5.0)
         node.destroy_node()
-        if rclpy.ok():
-            rclpy.shutdown()
+        rclpy.try_shutdown()

@@ -72,3 +72,19 @@ def split_parameters(values: dict[str, Any]) -> tuple[NodeParams, PipelineConfig
     node = NodeParams.from_values({k: v for k, v in values.items() if k not in pipeline_keys})
     config = PipelineConfig().updated({k: v for k, v in values.items() if k in pipeline_keys})
     return node, config
+
+
+def parameter_change_refusal(current: dict[str, Any], changes: dict[str, Any]) -> str | None:
+    """Why a set_parameters request is invalid, or None. Valid changes apply at the next configure."""
+    unknown = sorted(set(changes) - set(current))
+    if unknown:
+        return f"unknown parameters: {unknown}"
+    proposed = {**current, **changes}
+    for name, default in ((n, d) for n, (d, _) in all_parameters().items() if n in changes):
+        if isinstance(default, list):
+            proposed[name] = [str(v) for v in (proposed[name] or [])]
+    try:
+        split_parameters(proposed)
+    except (TypeError, ValueError) as err:
+        return str(err)
+    return None

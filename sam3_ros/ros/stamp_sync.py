@@ -1,0 +1,54 @@
+"""Pairs an image with its camera info and depth by stamp (rclpy-free; replaces message_filters).
+
+Each input keeps a short queue. When a message arrives, the newest image that has a partner
+within ``slop_ns`` on every other input is emitted with those partners. Everything up to the
+matched messages is then dropped: the node works on the latest frame only.
+"""
+from __future__ import annotations
+
+import threading
+from collections import deque
+from typing import Any, Callable
+
+
+class StampSynchronizer:
+    def __init__(self, inputs: int, slop_ns: int, queue_size: int, on_match: Callable[..., None]):
+        if inputs < 1 or queue_size < 1 or slop_ns < 0:
+            raise ValueError("need at least one input, a queue of at least 1 and a slop >= 0")
+        self._queues: list[deque] = [deque(maxlen=queue_size) for _ in range(inputs)]
+        self._slop_ns = slop_ns
+        self._on_match = on_match
+        self._lock = threading.Lock()
+        self.matched = 0
+
+    def add(self, index: int, stamp_ns: int, message: Any) -> None:
+        """Input ``index`` (0 = the image) received ``message`` stamped ``stamp_ns``."""
+        with self._lock:
+            self._queues[index].append((stamp_ns, message))
+            match = self._newest_match()
+        if match is not None:
+            self._on_match(*match)
+
+    def callback(self, index: int, stamp_of: Callable[[Any], int]) -> Callable[[Any], None]:
+        """A subscription callback feeding input ``index``."""
+        return lambda message: self.add(index, stamp_of(message), message)
+
+    def _newest_match(self) -> tuple | None:
+        images, others = self._queues[0], self._queues[1:]
+        for image_stamp, image in reversed(images):
+            partners = [_nearest(queue, image_stamp, self._slop_ns) for queue in others]
+            if all(p is not None for p in partners):
+                self._drop_through([image_stamp, *(p[0] for p in partners)])
+                self.matched += 1
+                return (image, *(p[1] for p in partners))
+        return None
+
+    def _drop_through(self, stamps: list[int]) -> None:
+        for queue, stamp in zip(self._queues, stamps):
+            while queue and queue[0][0] <= stamp:
+                queue.popleft()
+
+
+def _nearest(queue: deque, stamp_ns: int, slop_ns: int) -> tuple[int, Any] | None:
+    best = min(queue, key=lambda item: abs(item[0] - stamp_ns), default=None)
+    return best if best is not None and abs(best[0] - stamp_ns) <= slop_ns else None
