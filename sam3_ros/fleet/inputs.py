@@ -117,20 +117,24 @@ def _read_manifest(manifest: Path, image_topic: str | None) -> list[tuple[Path, 
 
 def _output_names(paths: list[Path]) -> list[str]:
     """Each recording's name without its suffix; where names collide, its path from the common
-    parent folder ("site_a/cam.mp4" -> "site_a__cam_mp4"). Only depends on the set of paths."""
-    names = [_safe(p.stem if p.is_file() or p.suffix.lower() in BAG_SUFFIXES + VIDEO_SUFFIXES else p.name)
-             for p in paths]
+    parent folder ("site_a/cam.mp4" -> "site_a__cam"). Only depends on the list of paths."""
+    names = [_safe(_stem(p)) for p in paths]
     counts = Counter(names)
     if len(counts) < len(names):
         root = Path(os.path.commonpath([str(p.resolve().parent) for p in paths]))
-        names = [_safe("__".join(p.resolve().relative_to(root).parts)) if counts[name] > 1 else name
-                 for name, p in zip(names, paths)]
+        names = [_safe("__".join((*p.resolve().parent.relative_to(root).parts, _stem(p))))
+                 if counts[name] > 1 else name for name, p in zip(names, paths)]
     seen: Counter = Counter()
     unique = []
     for name in names:  # what _safe made equal ("a b" and "a_b") gets a number
         seen[name] += 1
         unique.append(name if seen[name] == 1 else f"{name}_{seen[name]}")
     return unique
+
+
+def _stem(path: Path) -> str:
+    known = path.suffix.lower() in BAG_SUFFIXES + VIDEO_SUFFIXES
+    return path.stem if known or path.is_file() else path.name
 
 
 def _safe(name: str) -> str:

@@ -200,6 +200,7 @@ class _Scheduler:
             raise FleetError(f"a worker could not load the model: {_cause(err)}") from err
         for worker, info in zip(self.summary.workers, described):
             worker.update(info, state="idle")
+        self.summary.workers_ready()
 
     def _submit(self, index: int) -> None:
         worker = self.summary.workers[index]
@@ -224,7 +225,7 @@ class _Scheduler:
                 outcome = {"status": "failed", "error": _cause(err)}
             self.summary.finish(item.name, outcome)
             worker = self.summary.workers[index]
-            worker.update(ended=worker["ended"] + 1, input=None)
+            worker.update(ended=worker["ended"] + 1, input=None, frames=0, total=None)
             self._submit(index)
 
     def _replace(self, index: int) -> None:

@@ -29,9 +29,12 @@ class FleetSummary:
             for item in inputs}
         self.workers: list[dict[str, Any]] = []
         self.started_at = _now()
-        self._start = time.perf_counter()
+        self._job_start = self._start = time.perf_counter()  # _start: when the workers were ready
         self.finished = False
         self.interrupted = False
+
+    def workers_ready(self) -> None:
+        self._start = time.perf_counter()
 
     def running(self, name: str, worker: int) -> None:
         self.inputs[name].update(status="running", worker=worker)
@@ -48,7 +51,8 @@ class FleetSummary:
         return ended + sum(w.get("frames", 0) for w in self.workers if w.get("input"))
 
     def totals(self) -> dict[str, Any]:
-        elapsed = time.perf_counter() - self._start
+        now = time.perf_counter()
+        elapsed = now - self._start
         processed = self.frames_processed()
         counts = {status: len(self.names(status)) for status in STATUSES}
         return {
@@ -56,7 +60,8 @@ class FleetSummary:
             "frames_processed": processed,
             "frames_skipped": sum(e["frames"] for e in self.inputs.values() if e["status"] == "skipped"),
             "instances": sum(e["instances"] for e in self.inputs.values()),
-            "seconds": round(elapsed, 3),
+            "seconds": round(now - self._job_start, 3),
+            "labelling_seconds": round(elapsed, 3),  # since the workers had loaded the model
             "frames_per_second": round(processed / elapsed, 3) if elapsed > 0 else 0.0,
         }
 
