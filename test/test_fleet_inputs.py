@@ -48,13 +48,20 @@ def test_a_manifest_names_paths_relative_to_itself_with_optional_topics(tmp_path
     ]
 
 
+def test_a_recording_listed_with_two_topics_gets_two_named_outputs(tmp_path):
+    manifest = tmp_path / "fleet.txt"
+    manifest.write_text("drive /front/image\ndrive /rear/image\nother.mp4\n")
+    assert [i.name for i in discover_inputs(manifest)] == ["drive__front_image", "drive__rear_image", "other"]
+
+
 def test_a_manifest_with_bad_lines_names_every_one(tmp_path):
     manifest = tmp_path / "fleet.txt"
     manifest.write_text("a.mp4\n"
                         "b.mp4 /topic extra\n"
                         "c.bag camera\n"
                         "'unclosed.mp4\n"
-                        "./a.mp4\n")
+                        "./a.mp4\n"
+                        "a.mp4 /camera\n")
     with pytest.raises(InputListError) as raised:
         discover_inputs(manifest)
     message = str(raised.value)

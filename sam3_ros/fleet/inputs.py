@@ -54,7 +54,7 @@ def discover_inputs(path: str | Path, image_topic: str | None = None,
                 f"recordings or {', '.join(BAG_SUFFIXES)} files" + _hint(path))
     else:
         found = _read_manifest(path, image_topic)
-    return [FleetInput(name, str(p), topic) for name, (p, topic) in zip(_output_names([p for p, _ in found]), found)]
+    return [FleetInput(name, str(p), topic) for name, (p, topic) in zip(_output_names(found), found)]
 
 
 def _scan(directory: Path, exclude: str | Path | None) -> list[Path]:
@@ -87,7 +87,7 @@ def _read_manifest(manifest: Path, image_topic: str | None) -> list[tuple[Path, 
         raise InputListError(f"cannot read the manifest {manifest}: {err}") from err
     found: list[tuple[Path, str | None]] = []
     errors: list[str] = []
-    first_line: dict[Path, int] = {}
+    first_line: dict[tuple[Path, str | None], int] = {}
     for number, line in enumerate(text.splitlines(), start=1):
         try:
             fields = shlex.split(line, comments=True)
@@ -102,12 +102,12 @@ def _read_manifest(manifest: Path, image_topic: str | None) -> list[tuple[Path, 
         if len(fields) == 2 and not fields[1].startswith("/"):
             errors.append(f"line {number}: image topic {fields[1]!r} must start with '/'")
             continue
-        path = (manifest.parent / fields[0]).resolve()
-        if path in first_line:
-            errors.append(f"line {number}: {fields[0]} is already listed on line {first_line[path]}")
+        entry = ((manifest.parent / fields[0]).resolve(), fields[1] if len(fields) == 2 else image_topic)
+        if entry in first_line:
+            errors.append(f"line {number}: {' '.join(fields)} is already listed on line {first_line[entry]}")
             continue
-        first_line[path] = number
-        found.append((path, fields[1] if len(fields) == 2 else image_topic))
+        first_line[entry] = number
+        found.append(entry)
     if errors:
         raise InputListError(f"manifest {manifest} has {len(errors)} bad line(s):\n  " + "\n  ".join(errors))
     if not found:
@@ -115,15 +115,18 @@ def _read_manifest(manifest: Path, image_topic: str | None) -> list[tuple[Path, 
     return found
 
 
-def _output_names(paths: list[Path]) -> list[str]:
-    """Each recording's name without its suffix; where names collide, its path from the common
-    parent folder ("site_a/cam.mp4" -> "site_a__cam"). Only depends on the list of paths."""
-    names = [_safe(_stem(p)) for p in paths]
+def _output_names(found: list[tuple[Path, str | None]]) -> list[str]:
+    """Each recording's name without its suffix, with its topic when the same recording is listed
+    with several topics ("drive__front_image"); where names still collide, with its folders from the
+    common parent ("site_a/cam.mp4" -> "site_a__cam"). Only depends on the list."""
+    per_path = Counter(path for path, _ in found)
+    stems = [_stem(p) + (f"__{topic.strip('/')}" if per_path[p] > 1 and topic else "") for p, topic in found]
+    names = [_safe(stem) for stem in stems]
     counts = Counter(names)
     if len(counts) < len(names):
-        root = Path(os.path.commonpath([str(p.resolve().parent) for p in paths]))
-        names = [_safe("__".join((*p.resolve().parent.relative_to(root).parts, _stem(p))))
-                 if counts[name] > 1 else name for name, p in zip(names, paths)]
+        root = Path(os.path.commonpath([str(p.resolve().parent) for p, _ in found]))
+        names = [_safe("__".join((*p.resolve().parent.relative_to(root).parts, stem))) if counts[name] > 1 else name
+                 for name, stem, (p, _) in zip(names, stems, found)]
     seen: Counter = Counter()
     unique = []
     for name in names:  # what _safe made equal ("a b" and "a_b") gets a number
