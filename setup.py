@@ -42,9 +42,11 @@ setup(
     ],
     extras_require={
         "onnx": ["onnx>=1.16", "onnxruntime>=1.18", "onnxscript>=0.1"],
+        # sam3-ros run --inputs; tested with ray 2.60.0 on Python 3.11 (about 240 MB installed)
+        "fleet": ["ray>=2.60,<3"],
         "test": ["pytest>=8,<9",  # launch_testing 3.4 (full ROS runtime) fails under pytest 9
                   "onnx>=1.16", "onnxruntime>=1.18", "onnxscript>=0.1", "mcap>=1.1", "mcap-ros2-support>=0.5",
-                 "catkin_pkg>=1.0"],
+                 "catkin_pkg>=1.0", "ray>=2.60,<3"],
     },
     entry_points={
         "console_scripts": [
