@@ -2,7 +2,7 @@
 
 Exit codes: 0 success, 1 stopped early on bad input (outputs up to there are kept; with --inputs:
 some inputs failed), 2 nothing could be done (bad arguments, checkpoint, prompts or input),
-130 a fleet job stopped by Ctrl-C.
+130 stopped by Ctrl-C.
 """
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ from .model.loading import CheckpointError
 log = logging.getLogger("sam3_ros")
 
 EXIT_OK, EXIT_PARTIAL, EXIT_FAILED = 0, 1, 2
-EXIT_INTERRUPTED = 130  # Ctrl-C during a fleet job (128 + SIGINT)
+EXIT_INTERRUPTED = 130  # Ctrl-C (128 + SIGINT)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -36,6 +36,9 @@ def main(argv: list[str] | None = None) -> int:
             ValueError, RuntimeError) as err:
         print(f"error: {err}", file=sys.stderr)
         return EXIT_FAILED
+    except KeyboardInterrupt:  # outputs are closed on the way out; a fleet job handles its own
+        print("interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
 
 
 def _parser() -> argparse.ArgumentParser:

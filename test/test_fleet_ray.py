@@ -157,8 +157,7 @@ def test_ctrl_c_stops_cleanly_and_a_rerun_finishes_the_rest(local_ray, tmp_path)
     process = subprocess.Popen([sys.executable, "-m", "sam3_ros.cli", *command, "--ray-address", address],
                                start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        wait_for(lambda: read_summary(labels)["totals"]["done"] >= 1 and any(
-            w.get("frames", 0) >= 2 for w in read_summary(labels)["workers"]), process)
+        wait_for(lambda: read_summary(labels)["by_name"]["a_short"]["status"] == "done", process)
         os.killpg(process.pid, signal.SIGINT)
         out, err = process.communicate(timeout=120)
     finally:

@@ -32,6 +32,7 @@ log = logging.getLogger(__name__)
 INSTALL_HINT = "pip install 'sam3_ros[fleet]' (or: pip install ray)"
 LOCAL_OBJECT_STORE_BYTES = 256 * 2**20  # only paths and small dicts travel through Ray
 TICK_S = 0.5  # progress refresh
+SUMMARY_EVERY_S = 2.0  # summary.json rewrite, besides whenever an input starts or ends
 STOP_WAIT_S = 60.0  # how long Ctrl-C waits for workers to close their current input
 MAX_REPLACEMENTS = 3  # per worker slot, when its actor process dies
 
@@ -173,6 +174,7 @@ class _Scheduler:
         self.replacements = [0] * count
         self.in_flight: dict[Any, tuple[int, FleetInput]] = {}
         self.status_refs: dict[int, Any] = {}
+        self.written_at = 0.0
         summary.workers = [{"index": i, "state": "starting", "ended": 0, "input": None} for i in range(count)]
         self.progress = FleetProgress(len(job.inputs), count, job.progress)
 
@@ -182,13 +184,12 @@ class _Scheduler:
             for index in range(len(self.actors)):
                 self._submit(index)
             while self.in_flight:
-                self._collect(timeout=TICK_S)
-                self._tick()
+                self._tick(force=self._collect(timeout=TICK_S))
             self.summary.finished = True
         except KeyboardInterrupt:
             self._stop()
         finally:
-            self._tick()
+            self._tick(force=True)
             self.progress.close()
         return self.summary
 
@@ -212,7 +213,8 @@ class _Scheduler:
         self.summary.running(item.name, index)
         worker.update(state="running", input=item.name, frames=0, total=None)
 
-    def _collect(self, timeout: float) -> None:
+    def _collect(self, timeout: float) -> bool:
+        """Record the outcomes of the inputs that ended and hand out new ones; True if any ended."""
         ready, _ = self.ray.wait(list(self.in_flight), num_returns=len(self.in_flight), timeout=timeout)
         for ref in ready:
             index, item = self.in_flight.pop(ref)
@@ -227,6 +229,7 @@ class _Scheduler:
             worker = self.summary.workers[index]
             worker.update(ended=worker["ended"] + 1, input=None, frames=0, total=None)
             self._submit(index)
+        return bool(ready)
 
     def _replace(self, index: int) -> None:
         self.status_refs.pop(index, None)
@@ -236,7 +239,7 @@ class _Scheduler:
         self.replacements[index] += 1
         self.actors[index] = self.new_actor()
 
-    def _tick(self) -> None:
+    def _tick(self, force: bool = False) -> None:
         """Ask the workers what they are doing (without waiting) and refresh the views."""
         for index, actor in enumerate(self.actors):
             if actor is not None and index not in self.status_refs:
@@ -251,7 +254,9 @@ class _Scheduler:
                     continue
                 if status.get("input") == self.summary.workers[index].get("input"):
                     self.summary.workers[index].update(status)
-        self.summary.write()
+        if force or time.monotonic() - self.written_at >= SUMMARY_EVERY_S:
+            self.summary.write()
+            self.written_at = time.monotonic()
         self.progress.update(self.summary.totals(), self.summary.workers)
 
     def _stop(self) -> None:
