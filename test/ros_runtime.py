@@ -220,7 +220,7 @@ class RosClient:
 
         return self.call(GetState, f"{node}/get_state", timeout_s=timeout_s).current_state.label
 
-    def transition(self, node: str, label: str = "", transition_id: int = 0, timeout_s: float = 300.0) -> bool:
+    def transition(self, node: str, label: str = "", transition_id: int = 0, timeout_s: float = 120.0) -> bool:
         """ChangeState by label (as `ros2 lifecycle set` does) or by id (as launch does)."""
         from lifecycle_msgs.srv import ChangeState
 
@@ -285,8 +285,9 @@ class SyntheticCamera:
     def stamp_ns(self, index: int) -> int:
         return self._start_ns + int(index * 1e9 / self.fps)
 
-    def publish_frame(self, index: int | None = None, stamp_ns: int | None = None) -> int:
-        """Publish frame ``index`` (the next one by default); returns its stamp in ns."""
+    def publish_frame(self, index: int | None = None, stamp_ns: int | None = None, image: Any = None) -> int:
+        """Publish frame ``index`` (the next one by default), or ``image`` instead of its picture, with
+        its camera info and depth; returns the stamp in ns."""
         from builtin_interfaces.msg import Time
         from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 
@@ -294,7 +295,9 @@ class SyntheticCamera:
         stamp_ns = self.stamp_ns(index) if stamp_ns is None else stamp_ns
         stamp = Time(sec=stamp_ns // 10**9, nanosec=stamp_ns % 10**9)
         rgb = self.frame(index)
-        if self.compressed:
+        if image is not None:
+            pass
+        elif self.compressed:
             import cv2
 
             ok, png = cv2.imencode(".png", rgb[:, :, ::-1])
