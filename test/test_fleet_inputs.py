@@ -136,3 +136,11 @@ def test_impossible_worker_plans_are_refused(job, cluster, message):
     with pytest.raises(FleetError) as raised:
         plan_workers(job, cluster)
     assert message in str(raised.value)
+
+
+def test_nothing_imports_ray_until_a_fleet_job_runs():
+    import subprocess
+
+    code = ("import sys, sam3_ros.cli, sam3_ros.core.pipeline, sam3_ros.factory, sam3_ros.fleet.ray_job, "
+            "sam3_ros.fleet.label; print('ray' in sys.modules)")
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "False"

@@ -13,7 +13,7 @@ from rosbags.highlevel import AnyReader
 
 from fleet_data import (CAMERA_TOPIC, LOW_BARS, PROMPTS, corrupt_bag, empty_video, image_bag, image_folder,
                         write_clip)
-from sam3_ros.cli import EXIT_INTERRUPTED, EXIT_OK, EXIT_PARTIAL, main
+from sam3_ros.cli import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_PARTIAL, main
 from sam3_ros.io.ros_types import typestore
 from test_cli_run import count_video_frames
 
@@ -192,3 +192,12 @@ def wait_for(condition, process: subprocess.Popen, timeout: float = 120.0) -> No
             pass
         time.sleep(0.2)
     raise AssertionError("the fleet job did not get going in time")
+
+
+def test_a_model_that_does_not_load_on_the_workers_stops_the_job_with_the_reason(local_ray, tmp_path, capsys):
+    write_clip(tmp_path / "clip.mp4", frames=1)
+    code = main(["run", "--inputs", str(tmp_path), "--output", str(tmp_path / "labels"), "--prompt", "cup",
+                 "--checkpoint", str(tmp_path / "no_weights"), "--device", "cpu", "--workers", "1", "--no-progress"])
+    assert code == EXIT_FAILED
+    assert "could not load the model: CheckpointError" in capsys.readouterr().err
+    assert read_summary(tmp_path / "labels")["by_name"]["clip"]["status"] == "pending"

@@ -78,12 +78,18 @@ class LabelWorker:
 
         if config.model.device == "cpu":
             torch.set_num_threads(max(1, int(cpus)))
-        self.loaded = load_pipeline(config)
+        self.load_error = None  # told by describe(): Ray's own error would hide the reason
+        try:
+            self.loaded = load_pipeline(config)
+        except Exception as err:  # CheckpointError, CUDA errors, ...
+            self.load_error = f"{type(err).__name__}: {err}"
         self.spec = spec
         self._status: dict[str, Any] = {"input": None}
         self._stop = threading.Event()
 
     def describe(self) -> dict[str, Any]:
+        if self.load_error:
+            return {"node": socket.gethostname(), "error": self.load_error}
         return {"node": socket.gethostname(), "device": str(self.loaded.pipeline.device),
                 "model": self.loaded.description}
 
@@ -185,6 +191,8 @@ class _Scheduler:
                 self._submit(index)
             while self.in_flight:
                 self._tick(force=self._collect(timeout=TICK_S))
+            for item in self.pending:  # left only when every worker died too often
+                self.summary.finish(item.name, {"status": "failed", "error": "no worker left to run it"})
             self.summary.finished = True
         except KeyboardInterrupt:
             self._stop()
@@ -198,7 +206,10 @@ class _Scheduler:
         try:
             described = self.ray.get([actor.describe.remote() for actor in self.actors])
         except self.ray.exceptions.RayActorError as err:
-            raise FleetError(f"a worker could not load the model: {_cause(err)}") from err
+            raise FleetError(f"a worker could not start: {_cause(err)}") from err
+        for info in described:
+            if "error" in info:
+                raise FleetError(f"a worker on {info['node']} could not load the model: {info['error']}")
         for worker, info in zip(self.summary.workers, described):
             worker.update(info, state="idle")
         self.summary.workers_ready()
@@ -206,7 +217,7 @@ class _Scheduler:
     def _submit(self, index: int) -> None:
         worker = self.summary.workers[index]
         if not self.pending or self.actors[index] is None:
-            worker.update(state="finished" if self.actors[index] else "gone", input=None)
+            worker.update(state="finished" if self.actors[index] is not None else "gone", input=None)
             return
         item = self.pending.popleft()
         self.in_flight[self.actors[index].label.remote(item)] = (index, item)
