@@ -181,6 +181,32 @@ def test_ctrl_c_stops_cleanly_and_a_rerun_finishes_the_rest(local_ray, tmp_path)
     assert all(e["frames"] == (2 if n == "a_short" else LONG) for n, e in again.items())
 
 
+def test_a_worker_that_dies_fails_its_input_alone_and_is_replaced(local_ray, tmp_path):
+    data = tmp_path / "recordings"
+    data.mkdir()
+    for name in ("a", "b", "c", "d"):
+        write_clip(data / f"{name}.mp4", frames=LONG)
+    labels = tmp_path / "labels"
+    command = [sys.executable, "-m", "sam3_ros.cli", "run", "--inputs", str(data), "--output", str(labels), *ARGS,
+               "--ray-address", local_ray.get_runtime_context().gcs_address]
+    process = subprocess.Popen(command, start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True)
+    try:
+        wait_for(lambda: read_summary(labels)["workers"][0].get("frames", 0) >= 1, process)
+        victim = read_summary(labels)["workers"][0]["pid"]
+        os.kill(victim, signal.SIGKILL)  # as the kernel's out-of-memory killer would
+        out, err = process.communicate(timeout=180)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+    assert process.returncode == EXIT_PARTIAL, err
+    summary = read_summary(labels)
+    failed = [e for e in summary["inputs"] if e["status"] == "failed"]
+    assert len(failed) == 1 and "worker 0 died" in failed[0]["error"]
+    assert all(e["status"] == "done" and e["frames"] == LONG for e in summary["inputs"] if e not in failed)
+    assert summary["workers"][0]["pid"] != victim  # a new worker took the dead one's place
+
+
 def wait_for(condition, process: subprocess.Popen, timeout: float = 120.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

@@ -11,6 +11,7 @@ Ray is imported when a job runs, never at module import.
 from __future__ import annotations
 
 import logging
+import os
 import socket
 import threading
 import time
@@ -88,10 +89,10 @@ class LabelWorker:
         self._stop = threading.Event()
 
     def describe(self) -> dict[str, Any]:
+        where = {"node": socket.gethostname(), "pid": os.getpid()}
         if self.load_error:
-            return {"node": socket.gethostname(), "error": self.load_error}
-        return {"node": socket.gethostname(), "device": str(self.loaded.pipeline.device),
-                "model": self.loaded.description}
+            return {**where, "error": self.load_error}
+        return {**where, "device": str(self.loaded.pipeline.device), "model": self.loaded.description}
 
     def label(self, item: FleetInput) -> dict[str, Any]:
         def on_frame(run: RunSummary) -> None:
@@ -99,6 +100,8 @@ class LabelWorker:
             if self._stop.is_set():
                 raise StopRequested()
 
+        if self.load_error:
+            return {"status": "failed", "error": f"the worker could not load the model: {self.load_error}"}
         self._status = {"input": item.name, "frames": 0, "total": None}
         try:
             return label_input(self.loaded, self.spec, item, on_frame)
@@ -180,6 +183,7 @@ class _Scheduler:
         self.replacements = [0] * count
         self.in_flight: dict[Any, tuple[int, FleetInput]] = {}
         self.status_refs: dict[int, Any] = {}
+        self.described: dict[int, Any] = {}  # describe() of replacement workers, still to come
         self.written_at = 0.0
         summary.workers = [{"index": i, "state": "starting", "ended": 0, "input": None} for i in range(count)]
         self.progress = FleetProgress(len(job.inputs), count, job.progress)
@@ -249,26 +253,39 @@ class _Scheduler:
             return
         self.replacements[index] += 1
         self.actors[index] = self.new_actor()
+        self.described[index] = self.actors[index].describe.remote()
 
     def _tick(self, force: bool = False) -> None:
         """Ask the workers what they are doing (without waiting) and refresh the views."""
+        for index, info in self._ready(self.described).items():
+            self.summary.workers[index].update(info)
+            if "error" in info:  # a replacement that cannot load the model: retire its slot
+                self.actors[index] = None
+        for index, status in self._ready(self.status_refs).items():
+            if status.get("input") == self.summary.workers[index].get("input"):
+                self.summary.workers[index].update(status)
         for index, actor in enumerate(self.actors):
             if actor is not None and index not in self.status_refs:
                 self.status_refs[index] = actor.status.remote()
-        ready, _ = self.ray.wait(list(self.status_refs.values()), num_returns=len(self.status_refs), timeout=0)
-        for index, ref in list(self.status_refs.items()):
-            if ref in ready:
-                del self.status_refs[index]
-                try:
-                    status = self.ray.get(ref)
-                except self.ray.exceptions.RayError:
-                    continue
-                if status.get("input") == self.summary.workers[index].get("input"):
-                    self.summary.workers[index].update(status)
         if force or time.monotonic() - self.written_at >= SUMMARY_EVERY_S:
             self.summary.write()
             self.written_at = time.monotonic()
         self.progress.update(self.summary.totals(), self.summary.workers)
+
+    def _ready(self, refs: dict[int, Any]) -> dict[int, dict]:
+        """The answers among ``refs`` that have come (removed from it); never waits."""
+        if not refs:
+            return {}
+        done, _ = self.ray.wait(list(refs.values()), num_returns=len(refs), timeout=0)
+        answers = {}
+        for index, ref in list(refs.items()):
+            if ref in done:
+                del refs[index]
+                try:
+                    answers[index] = self.ray.get(ref)
+                except self.ray.exceptions.RayError:  # that worker died; _collect deals with it
+                    pass
+        return answers
 
     def _stop(self) -> None:
         """Ctrl-C: every worker stops after its current frame; their inputs are marked interrupted."""
