@@ -75,6 +75,7 @@ def test_a_manifest_with_bad_lines_names_every_one(tmp_path):
     (lambda p: p / "missing", "does not exist"),
     (lambda p: (p / "empty").mkdir() or p / "empty", "holds no recordings"),
     (lambda p: image_folder(p / "one_folder", 1), "looks like one recording: use --input"),
+    (lambda p: empty_video(p / "one.mp4"), "is one recording, not a folder or manifest: use --input"),
     (lambda p: (p / "m.txt").write_text("# nothing\n\n") and p / "m.txt", "lists no recordings"),
 ])
 def test_unusable_input_lists_are_refused_with_the_reason(tmp_path, make, message):

@@ -52,6 +52,8 @@ def discover_inputs(path: str | Path, image_topic: str | None = None,
             raise InputListError(
                 f"{path} holds no recordings: videos ({', '.join(VIDEO_SUFFIXES)}), image folders, rosbag2 "
                 f"recordings or {', '.join(BAG_SUFFIXES)} files" + _hint(path))
+    elif path.suffix.lower() in VIDEO_SUFFIXES + BAG_SUFFIXES:
+        raise InputListError(f"{path} is one recording, not a folder or manifest: use --input {path}")
     else:
         found = _read_manifest(path, image_topic)
     return [FleetInput(name, str(p), topic) for name, (p, topic) in zip(_output_names(found), found)]
