@@ -1,4 +1,4 @@
-"""3D position of an instance from its mask and an aligned depth image (pinhole camera model).
+"""3D points and position of an instance from its mask and an aligned depth image (pinhole camera model).
 
 Pixel (u, v) with depth z back-projects to ((u - cx) z / fx, (v - cy) z / fy, z): pixel centres
 sit at integer coordinates, as in sensor_msgs/CameraInfo and OpenCV.
@@ -8,6 +8,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from .geometry import pca_box, quaternion_to_matrix as quaternion_matrix  # noqa: F401  (re-exported)
 from .results import Position3D
 
 # Outlier rule: keep points whose depth lies within max(MIN_BAND_M, BAND_SIGMAS * sigma) of the
@@ -21,22 +22,20 @@ _MAD_TO_SIGMA = 1.4826
 EXTENT_PERCENTILES = (2.0, 98.0)
 
 
-def instance_position(
+def instance_points(
     mask: np.ndarray,
     depth_m: np.ndarray,
     fx: float,
     fy: float,
     cx: float,
     cy: float,
-    frame_id: str,
     min_points: int = 20,
-) -> Position3D | None:
-    """Centroid and axis-aligned extent of a mask's pixels, in the depth camera's frame.
+) -> np.ndarray | None:
+    """(N, 3) float64 points of a mask's pixels with valid, non-outlier depth, in the depth camera's frame.
 
     ``depth_m`` is (H, W) float metres with NaN/0 for no reading; fx, fy, cx, cy are the depth
     image's intrinsics. A mask of another resolution is resized to the depth image
-    (nearest neighbour) first. Returns None when fewer than ``min_points`` pixels have valid,
-    non-outlier depth.
+    (nearest neighbour) first. Returns None when fewer than ``min_points`` points remain.
     """
     if mask.ndim != 2 or depth_m.ndim != 2:
         raise ValueError(f"expected (H, W) mask and depth, got {mask.shape} and {depth_m.shape}")
@@ -56,15 +55,40 @@ def instance_position(
     if np.count_nonzero(keep) < min_points:
         return None
     z, rows, cols = z[keep], rows[keep], cols[keep]
+    return np.stack([(cols - cx) * z / fx, (rows - cy) * z / fy, z], axis=1)
 
-    points = np.stack([(cols - cx) * z / fx, (rows - cy) * z / fy, z], axis=1)
+
+def position_of_points(points: np.ndarray, frame_id: str) -> Position3D:
+    """Centroid, robust axis-aligned extent and PCA box (when enough points) of (N, 3) points."""
     low, high = np.percentile(points, EXTENT_PERCENTILES, axis=0)
     return Position3D(
         frame_id=frame_id,
         centroid=_triple(points.mean(axis=0)),
         size=_triple(high - low),
-        num_points=int(z.size),
+        num_points=len(points),
+        box=pca_box(points),
     )
+
+
+def instance_position(
+    mask: np.ndarray,
+    depth_m: np.ndarray,
+    fx: float,
+    fy: float,
+    cx: float,
+    cy: float,
+    frame_id: str,
+    min_points: int = 20,
+) -> Position3D | None:
+    """Centroid, axis-aligned extent and oriented box of a mask's pixels (see ``instance_points``)."""
+    points = instance_points(mask, depth_m, fx, fy, cx, cy, min_points)
+    return None if points is None else position_of_points(points, frame_id)
+
+
+def transform_points(points: np.ndarray, rotation_3x3: np.ndarray, translation_3: np.ndarray) -> np.ndarray:
+    """(N, 3) points in another frame: p' = R p + t."""
+    rotation = np.asarray(rotation_3x3, dtype=np.float64).reshape(3, 3)
+    return points @ rotation.T + np.asarray(translation_3, dtype=np.float64).reshape(3)
 
 
 def transform_position(
@@ -88,17 +112,9 @@ def transform_position(
         centroid=_triple(rotation @ centroid + translation),
         size=_triple(corners.max(axis=0) - corners.min(axis=0)),
         num_points=position.num_points,
+        box=position.box.transformed(rotation, translation) if position.box is not None else None,
     )
 
 
 def _triple(values: np.ndarray) -> tuple[float, float, float]:
     return float(values[0]), float(values[1]), float(values[2])
-
-
-def quaternion_matrix(x: float, y: float, z: float, w: float) -> np.ndarray:
-    """3x3 rotation matrix of a unit quaternion (as in geometry_msgs/Quaternion)."""
-    return np.array([
-        [1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
-        [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
-        [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)],
-    ])

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .geometry import OrientedBox
 from .masks import RleMask
 
 
@@ -19,12 +20,14 @@ class TrackState(enum.IntEnum):
 
 @dataclass(frozen=True)
 class Position3D:
-    """Centroid and axis-aligned extent of an instance's mask pixels, in metres."""
+    """Centroid and axis-aligned extent of an instance's mask pixels, in metres, and their
+    PCA-oriented box (None when too few points for one)."""
 
     frame_id: str
     centroid: tuple[float, float, float]
     size: tuple[float, float, float]
     num_points: int
+    box: OrientedBox | None = None
 
 
 @dataclass(frozen=True)

@@ -10,19 +10,24 @@ from typing import Any, Iterable, Mapping
 import numpy as np
 
 from ..core.image_encoding import mono16_to_image_fields, rgb_to_image_fields
+from ..core.geometry import OrientedBox
 from ..core.prompts import Concept, ExemplarBox, PromptError, make_concept, validate_concept
 from ..core.results import FrameResult, Instance
 from .overlay import instance_caption, track_colour
 from .ros_types import MessageTypes
 
 # visualization_msgs/Marker constants.
+MARKER_CUBE = 1
 MARKER_TEXT_VIEW_FACING = 9
 MARKER_ADD = 0
 MARKER_DELETEALL = 3
 MARKER_NAMESPACE = "sam3"
+BOX_MARKER_NAMESPACE = "sam3_boxes"
+BOX_MARKER_ALPHA = 0.35
 MARKER_TEXT_HEIGHT_M = 0.1
 
 _ORIGIN = (0.0, 0.0, 0.0)
+_IDENTITY = (0.0, 0.0, 0.0, 1.0)
 _UINT16_IDS = 65535
 _INT32_IDS = 2**31
 
@@ -136,19 +141,16 @@ def detection2d_array(result: FrameResult, header_msg: Any, types: MessageTypes)
 def detection3d_array(result: FrameResult, header_msg: Any, types: MessageTypes) -> Any:
     """vision_msgs/Detection3DArray of the instances that have a 3D position.
 
-    Boxes are axis-aligned (centre = centroid, size = extent) in the positions' frame, which
-    replaces the header's frame_id (they differ when positions are transformed to a TF frame).
+    Boxes are the PCA-oriented boxes of the instances' points, or axis-aligned (centre =
+    centroid, size = extent) when there were too few points for one. They are in the positions'
+    frame, which replaces the header's frame_id (they differ when positions go to a TF frame).
     """
     located = [inst for inst in result.instances if inst.position_3d is not None]
     frame_id = located[0].position_3d.frame_id if located else header_msg.frame_id
     detections = []
     for inst in located:
         position = inst.position_3d
-        bbox = types.new(
-            "vision_msgs/msg/BoundingBox3D",
-            center=_pose(position.centroid, types),
-            size=_xyz("geometry_msgs/msg/Vector3", position.size, types),
-        )
+        bbox = bounding_box_3d(inst, types)
         detections.append(types.new(
             "vision_msgs/msg/Detection3D",
             header=_in_frame(header_msg, position.frame_id, types),
@@ -198,7 +200,8 @@ def overlay_image(rgb: np.ndarray, header_msg: Any, types: MessageTypes) -> Any:
 
 
 def marker_array(result: FrameResult, header_msg: Any, types: MessageTypes, lifetime_s: float = 0.0) -> Any:
-    """visualization_msgs/MarkerArray: a DELETEALL marker, then one text marker per instance.
+    """visualization_msgs/MarkerArray: a DELETEALL marker, one text marker per instance, then
+    one translucent cube per instance with an oriented box (namespace ``sam3_boxes``).
 
     Text ("label #id 0.87") sits at the instance's 3D centroid, in its position frame; instances
     without a 3D position have nowhere to go and get no marker. Marker ids are track ids (mod
@@ -217,6 +220,23 @@ def marker_array(result: FrameResult, header_msg: Any, types: MessageTypes, life
             text=instance_caption(inst),
             rgba=(*(c / 255.0 for c in track_colour(inst.track_id)), 1.0),
             lifetime_s=lifetime_s,
+        ))
+    for inst in result.instances:
+        box = inst.position_3d.box if inst.position_3d is not None else None
+        if box is None:
+            continue
+        markers.append(_marker(
+            types,
+            _in_frame(header_msg, inst.position_3d.frame_id, types),
+            marker_id=inst.track_id % _INT32_IDS,
+            action=MARKER_ADD,
+            position=box.center,
+            rgba=(*(c / 255.0 for c in track_colour(inst.track_id)), BOX_MARKER_ALPHA),
+            lifetime_s=lifetime_s,
+            namespace=BOX_MARKER_NAMESPACE,
+            marker_type=MARKER_CUBE,
+            orientation=box.quaternion,
+            scale=box.size,
         ))
     return types.new("visualization_msgs/msg/MarkerArray", markers=markers)
 
@@ -240,6 +260,62 @@ def diagnostics(header_msg: Any, name: str, hardware_id: str, values: Mapping[st
     return types.new("diagnostic_msgs/msg/DiagnosticArray", header=header_msg, status=[status])
 
 
+# -- manipulation: oriented boxes, point clouds, focus, find ----------------------------------------
+
+POINT_FIELD_UINT32 = 6   # sensor_msgs/PointField datatypes
+POINT_FIELD_FLOAT32 = 7
+_POINT_FIELD_TYPES = {"<f4": POINT_FIELD_FLOAT32, "<u4": POINT_FIELD_UINT32}
+
+
+def bounding_box_3d(inst: Instance, types: MessageTypes) -> Any:
+    """vision_msgs/BoundingBox3D of a located instance: its oriented box, else axis-aligned."""
+    position = inst.position_3d
+    box = position.box or OrientedBox(position.centroid, position.size, _IDENTITY)
+    return types.new("vision_msgs/msg/BoundingBox3D", center=_pose(box.center, types, box.quaternion),
+                     size=_xyz("geometry_msgs/msg/Vector3", box.size, types))
+
+
+def point_cloud2(cloud: np.ndarray, header_msg: Any, types: MessageTypes) -> Any:
+    """sensor_msgs/PointCloud2 (unordered, little-endian) of a structured array of 4-byte fields,
+    e.g. sam3_ros.core.point_cloud.CLOUD_DTYPE (x, y, z float32, track_id uint32)."""
+    dtype = cloud.dtype
+    fields = [types.new("sensor_msgs/msg/PointField", name=name, offset=dtype.fields[name][1],
+                        datatype=_POINT_FIELD_TYPES[dtype.fields[name][0].str], count=1)
+              for name in dtype.names]
+    data = np.ascontiguousarray(cloud).view(np.uint8).reshape(-1)
+    return types.new("sensor_msgs/msg/PointCloud2", header=header_msg, height=1, width=len(cloud), fields=fields,
+                     is_bigendian=False, point_step=dtype.itemsize, row_step=dtype.itemsize * len(cloud),
+                     data=types.sequence(data), is_dense=True)
+
+
+def found_instance(inst: Instance, types: MessageTypes) -> Any:
+    """sam3_ros_interfaces/FoundInstance of a located instance (the ~/find action's answer)."""
+    position = inst.position_3d
+    return types.new("sam3_ros_interfaces/msg/FoundInstance", instance=_instance(inst, types),
+                     oriented_box=bounding_box_3d(inst, types), oriented=position.box is not None,
+                     num_points=position.num_points)
+
+
+def pose_stamped(inst: Instance, header_msg: Any, types: MessageTypes) -> Any:
+    """geometry_msgs/PoseStamped: a located instance's centroid with its box orientation."""
+    position = inst.position_3d
+    orientation = position.box.quaternion if position.box is not None else _IDENTITY
+    return types.new("geometry_msgs/msg/PoseStamped", header=_in_frame(header_msg, position.frame_id, types),
+                     pose=_pose(position.centroid, types, orientation))
+
+
+def mask_image(mask: np.ndarray, header_msg: Any, types: MessageTypes) -> Any:
+    """sensor_msgs/Image (mono8) of an (H, W) boolean mask: 255 inside, 0 outside."""
+    grey = np.repeat((np.asarray(mask, dtype=bool).astype(np.uint8) * 255)[..., None], 3, axis=2)
+    return _image(rgb_to_image_fields(grey, "mono8"), header_msg, types)
+
+
+def focus_status(track_id: int, status: int, label: str, has_pose: bool, message: str, header_msg: Any,
+                 types: MessageTypes) -> Any:
+    return types.new("sam3_ros_interfaces/msg/FocusStatus", header=header_msg, track_id=int(track_id),
+                     status=int(status), label=label, has_pose=bool(has_pose), message=message)
+
+
 # -- small parts -------------------------------------------------------------------------------------
 
 
@@ -248,9 +324,10 @@ def _xyz(typename: str, values: Iterable[float], types: MessageTypes) -> Any:
     return types.new(typename, x=x, y=y, z=z)
 
 
-def _pose(position: Iterable[float], types: MessageTypes) -> Any:
-    """geometry_msgs/Pose at ``position`` with the identity orientation."""
-    orientation = types.new("geometry_msgs/msg/Quaternion", x=0.0, y=0.0, z=0.0, w=1.0)
+def _pose(position: Iterable[float], types: MessageTypes, orientation: Iterable[float] = _IDENTITY) -> Any:
+    """geometry_msgs/Pose at ``position`` with an (x, y, z, w) orientation (default: identity)."""
+    x, y, z, w = (float(v) for v in orientation)
+    orientation = types.new("geometry_msgs/msg/Quaternion", x=x, y=y, z=z, w=w)
     return types.new("geometry_msgs/msg/Pose", position=_xyz("geometry_msgs/msg/Point", position, types),
                      orientation=orientation)
 
@@ -287,19 +364,21 @@ def _image(fields: dict[str, Any], header_msg: Any, types: MessageTypes) -> Any:
 
 def _marker(types: MessageTypes, header_msg: Any, marker_id: int, action: int,
             position: Iterable[float] = _ORIGIN, text: str = "",
-            rgba: tuple[float, float, float, float] = (0.0, 0.0, 0.0, 0.0), lifetime_s: float = 0.0) -> Any:
-    """A text visualization_msgs/Marker, every field given."""
+            rgba: tuple[float, float, float, float] = (0.0, 0.0, 0.0, 0.0), lifetime_s: float = 0.0,
+            namespace: str = MARKER_NAMESPACE, marker_type: int = MARKER_TEXT_VIEW_FACING,
+            orientation: Iterable[float] = _IDENTITY, scale: Iterable[float] | None = None) -> Any:
+    """A visualization_msgs/Marker (text unless ``marker_type`` says otherwise), every field given."""
     lifetime_sec, lifetime_ns = divmod(round(lifetime_s * 1e9), 10**9)
     r, g, b, a = rgba
     return types.new(
         "visualization_msgs/msg/Marker",
         header=header_msg,
-        ns=MARKER_NAMESPACE,
+        ns=namespace,
         id=marker_id,
-        type=MARKER_TEXT_VIEW_FACING,
+        type=marker_type,
         action=action,
-        pose=_pose(position, types),
-        scale=_xyz("geometry_msgs/msg/Vector3", (MARKER_TEXT_HEIGHT_M,) * 3, types),
+        pose=_pose(position, types, orientation),
+        scale=_xyz("geometry_msgs/msg/Vector3", scale or (MARKER_TEXT_HEIGHT_M,) * 3, types),
         color=types.new("std_msgs/msg/ColorRGBA", r=r, g=g, b=b, a=a),
         lifetime=types.new("builtin_interfaces/msg/Duration", sec=lifetime_sec, nanosec=lifetime_ns),
         frame_locked=False,

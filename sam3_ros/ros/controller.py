@@ -18,15 +18,18 @@ from typing import Any, Callable
 import numpy as np
 
 from ..core.config import PipelineConfig
-from ..core.depth import instance_position, transform_position
+from ..core.depth import instance_points, position_of_points, transform_points
 from ..core.image_encoding import UnsupportedImage, compressed_to_rgb, depth_to_metres, image_to_rgb
 from ..core.pipeline import RefineRequest, Sam3Pipeline
+from ..core.point_cloud import instance_cloud
 from ..core.prompts import Concept, PromptError, make_concept
 from ..core.results import FrameResult
 from ..factory import LoadedPipeline
 from ..io import messages
 from ..io.overlay import draw_overlay
 from ..io.ros_types import MessageTypes
+from .find import FindGoal, FindOutcome, FindProgress, FindReason, FindSession
+from .focus import Focus
 from .params import NodeParams
 
 log = logging.getLogger(__name__)
@@ -66,6 +69,10 @@ class FrameOutputs:
     label_info: Any = None
     overlay: Any = None
     markers: Any = None
+    instance_points: Any = None
+    focus_pose: Any = None
+    focus_mask: Any = None
+    focus_status: Any = None
 
 
 class LatestFrame:
@@ -131,6 +138,10 @@ class NodeCore:
         self._last_labels: dict[int, str] | None = None
         self._last_error_log: dict[str, float] = {}
         self._image_size: tuple[int, int] | None = None
+        self.cloud_wanted: Callable[[], bool] = lambda: True  # the node: "someone subscribes to the cloud"
+        self.focus = Focus()
+        self._finds: list[FindSession] = []
+        self._find_count = 0
 
     # -- life cycle ------------------------------------------------------------------------------------
     def update_parameters(self, params: NodeParams, config: PipelineConfig) -> None:
@@ -165,6 +176,7 @@ class NodeCore:
         """Stop taking frames and free GPU memory: tracks end, caches go, weights move to the host."""
         self.state = NodeState.INACTIVE
         self.mailbox.clear()
+        self._stop_finds("deactivated")
         if self.pipeline is not None:
             self.pipeline.release_state()
         if self.params.offload_on_deactivate and self.model is not None:
@@ -173,6 +185,7 @@ class NodeCore:
 
     def cleanup(self) -> None:
         self.mailbox.clear()
+        self._stop_finds("cleaned up")
         self.pipeline, self.model = None, None
         self._last_labels = None  # the next configure's latched label_info publisher starts empty
         _empty_cuda_cache()
@@ -296,31 +309,40 @@ class NodeCore:
             self.counters.failed_frames += 1
             self._throttled_error("pipeline", f"frame failed: {type(err).__name__}: {err}")
             return None
+        points: dict[int, np.ndarray] = {}
         if item.depth is not None:
-            result = self._with_positions(result, item)
+            result, points = self._with_positions(result, item)
         self._count(result, item.received_ns)
-        return self._outputs(result, rgb, item)
+        for session in list(self._finds):
+            session.on_frame(result)
+        return self._outputs(result, rgb, item, points)
 
-    def _with_positions(self, result: FrameResult, item: CameraInput) -> FrameResult:
+    def _with_positions(self, result: FrameResult, item: CameraInput) -> tuple[FrameResult, dict[int, np.ndarray]]:
+        """Instances with 3D positions, and each located instance's points (in the positions' frame)."""
         try:
             depth = depth_to_metres(item.depth.height, item.depth.width, item.depth.encoding, item.depth.step,
                                     item.depth.data, item.depth.is_bigendian)
         except UnsupportedImage as err:
             self._throttled_error("depth", f"ignoring depth: {err}")
-            return result
+            return result, {}
         if item.info is None or len(item.info.k) != 9 or item.info.k[0] == 0:
             self._throttled_error("info", "depth without a valid camera_info: no 3D positions")
-            return result
+            return result, {}
         fx, _, cx, _, fy, cy = (float(v) for v in list(item.info.k)[:6])
         frame_id = item.depth.header.frame_id or item.image.header.frame_id
         transform = self._transform(frame_id, _stamp_ns(item.image.header))
-        instances = []
+        if transform is not None:
+            frame_id = self.params.target_frame
+        instances, points_by_track = [], {}
         for inst in result.instances:
-            position = instance_position(inst.mask.to_array(), depth, fx, fy, cx, cy, frame_id)
-            if position is not None and transform is not None:
-                position = transform_position(position, *transform, self.params.target_frame)
+            points = instance_points(inst.mask.to_array(), depth, fx, fy, cx, cy)
+            position = None
+            if points is not None:
+                points = transform_points(points, *transform) if transform is not None else points
+                points_by_track[inst.track_id] = points
+                position = position_of_points(points, frame_id)
             instances.append(dataclasses.replace(inst, position_3d=position))
-        return dataclasses.replace(result, instances=instances)
+        return dataclasses.replace(result, instances=instances), points_by_track
 
     def _transform(self, source_frame: str, stamp_ns: int):
         target = self.params.target_frame
@@ -332,7 +354,8 @@ class NodeCore:
             self._throttled_error("tf", f"no transform {source_frame} -> {target} ({err}); 3D stays in {source_frame}")
             return None
 
-    def _outputs(self, result: FrameResult, rgb: np.ndarray, item: CameraInput) -> FrameOutputs:
+    def _outputs(self, result: FrameResult, rgb: np.ndarray, item: CameraInput,
+                 points: dict[int, np.ndarray]) -> FrameOutputs:
         types, p = self.types, self.params
         header = messages.header(result.stamp_ns, item.image.header.frame_id, types)
         outputs = FrameOutputs(
@@ -352,7 +375,88 @@ class NodeCore:
             outputs.overlay = messages.overlay_image(draw_overlay(rgb, result), header, types)
         if p.publish_markers and item.depth is not None:
             outputs.markers = messages.marker_array(result, header, types, p.marker_lifetime_s)
+        if p.publish_instance_points and item.depth is not None and self.cloud_wanted():
+            frame_id = next(iter(i.position_3d.frame_id for i in result.instances if i.position_3d), None)
+            cloud_header = messages.header(result.stamp_ns, frame_id or self._points_frame(item), types)
+            outputs.instance_points = messages.point_cloud2(instance_cloud(points, p.instance_points_max),
+                                                            cloud_header, types)
+        self._focus_outputs(result, header, outputs)
         return outputs
+
+    def _points_frame(self, item: CameraInput) -> str:
+        """The frame 3D output is in when no instance says: the target frame, else the depth's."""
+        return self.params.target_frame or item.depth.header.frame_id or item.image.header.frame_id
+
+    def _focus_outputs(self, result: FrameResult, header: Any, outputs: FrameOutputs) -> None:
+        update = self.focus.on_frame(result, self.pipeline.tracks.live_ids)
+        if update is None:
+            return
+        visible = update.instance
+        mask = visible.mask.to_array() if visible is not None else np.zeros((result.image_height, result.image_width), bool)
+        outputs.focus_mask = messages.mask_image(mask, header, self.types)
+        has_pose = visible is not None and visible.position_3d is not None
+        if has_pose:
+            outputs.focus_pose = messages.pose_stamped(visible, header, self.types)
+        outputs.focus_status = messages.focus_status(update.track_id, update.state, update.label, has_pose,
+                                                     update.message, header, self.types)
+
+    # -- focus and find ---------------------------------------------------------------------------------------
+    def set_focus(self, request) -> dict:
+        """~/focus: follow request.track_id (0 clears)."""
+        if self.pipeline is None and request.track_id != 0:
+            return {"success": False, "message": f"no tracks: the model is {self.state.value}"}
+        live = self.pipeline.tracks.live_ids if self.pipeline is not None else []
+        success, message = self.focus.set(int(request.track_id), live)
+        return {"success": success, "message": message}
+
+    def start_find(self, goal_msg) -> FindSession:
+        """A ~/find goal: add its temporary concept and start watching frames (or say why not)."""
+        if self.state != NodeState.ACTIVE:
+            return FindSession.finished(None, FindReason.NOT_ACTIVE, f"the node is {self.state.value}, not active")
+        if not self.params.depth_topic:
+            return FindSession.finished(None, FindReason.NO_DEPTH, "no depth_topic is set: find needs 3D positions")
+        try:
+            concept = self._parse(goal_msg.concept)
+        except PromptError as err:
+            return FindSession.finished(None, FindReason.INVALID, f"invalid concept: {err}")
+        if not goal_msg.keep_concept:
+            self._find_count += 1
+            concept = dataclasses.replace(concept, id=f"find{self._find_count}:{concept.id}"[:64])
+        goal = FindGoal(concept, float(goal_msg.min_score), float(goal_msg.timeout_s), int(goal_msg.stable_frames),
+                        bool(goal_msg.keep_concept))
+        session = FindSession(goal)
+        self._finds.append(session)  # before the concept exists, so no frame of it is missed
+        added = self._edit(lambda: self._with_new(concept), "")
+        if not added["success"]:
+            self._finds.remove(session)
+            return FindSession.finished(goal, FindReason.INVALID, added["message"])
+        return session
+
+    def finish_find(self, session: FindSession) -> None:
+        """The goal ended: stop watching and drop its concept unless it is kept."""
+        if session in self._finds:
+            self._finds.remove(session)
+            if not session.goal.keep_concept:
+                concept_id = session.goal.concept.id
+                self._edit(lambda: [c for c in self._concepts if c.id != concept_id], "")
+
+    def find_feedback(self, progress: FindProgress) -> dict:
+        return {"frames_seen": progress.frames_seen,
+                "candidates": [messages.found_instance(i, self.types) for i in progress.candidates],
+                "stable_for": [int(n) for n in progress.stable_for]}
+
+    def find_result(self, outcome: FindOutcome) -> dict:
+        return {"success": outcome.success, "reason": int(outcome.reason), "message": outcome.message,
+                "instances": [messages.found_instance(i, self.types) for i in outcome.instances]}
+
+    def _with_new(self, concept: Concept) -> list[Concept]:
+        if any(c.id == concept.id for c in self._concepts):
+            raise PromptError(f"concept {concept.id!r} already exists: give the goal another id")
+        return self._concepts + [concept]
+
+    def _stop_finds(self, why: str) -> None:
+        for session in list(self._finds):
+            session.stop(why)
 
     def _count(self, result: FrameResult, received_ns: int) -> None:
         c = self.counters

@@ -16,7 +16,9 @@ from typing import Any
 import numpy as np
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray
+from geometry_msgs.msg import PoseStamped
 from rcl_interfaces.msg import ParameterDescriptor, ParameterType, SetParametersResult
+from rclpy.action import ActionServer, CancelResponse
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
 from rclpy.duration import Duration
 from rclpy.executors import MultiThreadedExecutor
@@ -25,14 +27,16 @@ from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profi
 from rclpy.signals import SignalHandlerOptions
 from rclpy.time import Time
 from sam3_ros_interfaces import srv
-from sam3_ros_interfaces.msg import InstanceArray
-from sensor_msgs.msg import CameraInfo, CompressedImage, Image
+from sam3_ros_interfaces.action import Find
+from sam3_ros_interfaces.msg import FocusStatus, InstanceArray
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
 from vision_msgs.msg import Detection2DArray, Detection3DArray, LabelInfo
 from visualization_msgs.msg import MarkerArray
 
 from ..core.depth import quaternion_matrix
 from ..factory import load_pipeline
 from .controller import NodeCore, header_stamp_ns
+from .find import FindReason, run_find
 from ..core.config import PipelineConfig
 from .lifecycle import transition_refusal
 from .params import NodeParams, all_parameters, parameter_change_refusal, split_parameters
@@ -47,6 +51,10 @@ OUTPUTS = {  # FrameOutputs attribute -> (topic, message type)
     "id_image": ("~/instance_id_image", Image),
     "overlay": ("~/overlay", Image),
     "markers": ("~/markers", MarkerArray),
+    "instance_points": ("~/instance_points", PointCloud2),
+    "focus_pose": ("~/focus/pose", PoseStamped),
+    "focus_mask": ("~/focus/mask", Image),
+    "focus_status": ("~/focus/status", FocusStatus),
 }
 SERVICES = {  # service name -> (type, NodeCore handler name)
     "~/set_concepts": (srv.SetConcepts, "set_concepts"),
@@ -55,6 +63,7 @@ SERVICES = {  # service name -> (type, NodeCore handler name)
     "~/list_concepts": (srv.ListConcepts, "list_concepts"),
     "~/reset_tracks": (srv.ResetTracks, "reset_tracks"),
     "~/refine_track": (srv.RefineTrack, "refine_track"),
+    "~/focus": (srv.Focus, "set_focus"),
 }
 _PARAMETER_TYPES = {bool: ParameterType.PARAMETER_BOOL, int: ParameterType.PARAMETER_INTEGER,
                     str: ParameterType.PARAMETER_STRING}
@@ -116,6 +125,8 @@ class Sam3Node(LifecycleNode):
         services = ReentrantCallbackGroup()  # services answer while a frame is processed or the model loads
         for name, (srv_type, handler) in SERVICES.items():
             self.create_service(srv_type, name, self._service(handler), callback_group=services)
+        self._find_server = ActionServer(self, Find, "~/find", self._execute_find, callback_group=services,
+                                         cancel_callback=lambda _: CancelResponse.ACCEPT)
         self.create_timer(self.core.params.diagnostics_period_s, self._publish_diagnostics,
                           callback_group=MutuallyExclusiveCallbackGroup())
         self._diagnostics = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
@@ -177,6 +188,8 @@ class Sam3Node(LifecycleNode):
             self._pubs[key] = self.create_lifecycle_publisher(msg_type, topic, 10)
         latched = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
         self._pubs["label_info"] = self.create_lifecycle_publisher(LabelInfo, "~/label_info", latched)
+        cloud = self._pubs["instance_points"]
+        self.core.cloud_wanted = lambda: cloud.get_subscription_count() > 0  # no subscriber: no cloud built
         if self.core.params.target_frame:
             import tf2_ros
 
@@ -275,13 +288,32 @@ class Sam3Node(LifecycleNode):
         if self.context.ok():
             self._diagnostics.publish(self.core.diagnostics(hardware_id=self.get_fully_qualified_name()))
 
+    def _execute_find(self, goal_handle) -> Find.Result:
+        session = self.core.start_find(goal_handle.request)
+        try:
+            outcome = run_find(session, lambda: goal_handle.is_cancel_requested, lambda progress:
+                               goal_handle.publish_feedback(_filled(Find.Feedback(), self.core.find_feedback(progress))))
+        finally:
+            self.core.finish_find(session)
+        if outcome.reason == FindReason.CANCELED:
+            goal_handle.canceled()
+        elif outcome.success:
+            goal_handle.succeed()
+        else:
+            goal_handle.abort()
+        return _filled(Find.Result(), self.core.find_result(outcome))
+
     def _service(self, handler_name: str):
         def handle(request, response):
-            fields = getattr(self.core, handler_name)(request)
-            for name, value in fields.items():
-                setattr(response, name, value)
-            return response
+            return _filled(response, getattr(self.core, handler_name)(request))
         return handle
+
+
+def _filled(message, fields: dict[str, Any]):
+    """``message`` with the fields NodeCore returned (a response, result or feedback)."""
+    for name, value in fields.items():
+        setattr(message, name, value)
+    return message
 
 
 def main(args: list[str] | None = None) -> None:

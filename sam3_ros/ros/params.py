@@ -28,6 +28,8 @@ class NodeParams:
     publish_id_image: bool = setting(True, "publish the mono16 instance-ID image and its LabelInfo")
     publish_markers: bool = setting(True, "publish text markers at 3D centroids")
     marker_lifetime_s: float = setting(0.5, "marker lifetime in seconds (0: until replaced)")
+    publish_instance_points: bool = setting(False, "publish ~/instance_points (PointCloud2 per instance; needs depth)")
+    instance_points_max: int = setting(500, "points per instance in ~/instance_points at most (0: all)")
     max_frame_age_s: float = setting(0.0, "drop frames older than this when their turn comes; 0: never")
     camera_timeout_s: float = setting(2.0, "no image for this long while active: diagnostics warn")
     diagnostics_period_s: float = setting(1.0, "diagnostics publishing period")
