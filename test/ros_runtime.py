@@ -214,6 +214,32 @@ class RosClient:
             raise TimeoutError(f"{what} did not answer in {timeout_s:g} s")
         return future.result()
 
+    # -- actions ----------------------------------------------------------------------------------------
+    def send_goal(self, action_type: Any, name: str, goal: Any, feedback: "Inbox | None" = None,
+                  wait_s: float = 60.0) -> Any:
+        """Send a goal and return its accepted goal handle; feedback messages go to ``feedback``."""
+        from rclpy.action import ActionClient
+
+        key = (action_type, name)
+        if key not in self._clients:
+            self._clients[key] = ActionClient(self.node, action_type, name)
+        client = self._clients[key]
+        if not client.wait_for_server(timeout_sec=wait_s):
+            raise TimeoutError(f"action {name} did not appear in {wait_s:g} s")
+        on_feedback = (lambda message: feedback.add(message.feedback)) if feedback is not None else None
+        handle = self.result(client.send_goal_async(goal, feedback_callback=on_feedback), wait_s, f"goal to {name}")
+        if not handle.accepted:
+            raise RuntimeError(f"goal to {name} was rejected")
+        return handle
+
+    def goal_result(self, handle: Any, timeout_s: float = 60.0) -> Any:
+        """(status, result) of an accepted goal once it ends (status: action_msgs/GoalStatus)."""
+        response = self.result(handle.get_result_async(), timeout_s, "goal result")
+        return response.status, response.result
+
+    def cancel_goal(self, handle: Any, timeout_s: float = 60.0) -> Any:
+        return self.result(handle.cancel_goal_async(), timeout_s, "cancel")
+
     # -- lifecycle -------------------------------------------------------------------------------------
     def state(self, node: str, timeout_s: float = 30.0) -> str:
         from lifecycle_msgs.srv import GetState
