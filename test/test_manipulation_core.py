@@ -270,3 +270,19 @@ def test_focus_follows_one_track_and_reports_its_loss_without_switching():
     assert focus.on_frame(frame(located(6)), live_ids=[6]).state == FocusState.LOST  # stays lost
     assert focus.set(0, live_ids=[]) == (True, "focus cleared")
     assert focus.on_frame(sample_result(), live_ids=[3]) is None
+
+
+# -- RViz ---------------------------------------------------------------------------------------------
+
+
+def test_rviz_config_shows_clouds_by_track_the_focused_pose_and_oriented_boxes():
+    import yaml
+    from pathlib import Path
+
+    config = yaml.safe_load((Path(__file__).resolve().parents[1] / "config" / "sam3.rviz").read_text())
+    displays = {d.get("Topic", {}).get("Value"): d for d in config["Visualization Manager"]["Displays"]}
+    cloud = displays["/sam3/instance_points"]
+    assert (cloud["Class"], cloud["Color Transformer"], cloud["Channel Name"]) == \
+        ("rviz_default_plugins/PointCloud2", "Intensity", "track_id")
+    assert displays["/sam3/focus/pose"]["Class"] == "rviz_default_plugins/Pose"
+    assert displays["/sam3/markers"]["Namespaces"][messages.BOX_MARKER_NAMESPACE]
