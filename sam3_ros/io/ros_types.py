@@ -3,6 +3,8 @@
 ``typestore()`` is ROS 2 Jazzy plus vision_msgs and sam3_ros_interfaces, registered from the
 definitions shipped in ``sam3_ros/msgdefs``. ``MessageTypes`` lets the converters in
 ``sam3_ros.io.messages`` build messages for whichever runtime provides the classes.
+Actions (action/Find.action) are left out: rosbags parses .msg text only, and no offline tool
+records or replays them; colcon generates them for the node.
 """
 from __future__ import annotations
 
