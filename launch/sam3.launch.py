@@ -26,8 +26,8 @@ NODE_NAME = "sam3"
 
 ARGUMENTS = {  # name -> (default, description); an empty default leaves the value to params_file
     "image": ("image", "image topic (sensor_msgs/Image, or CompressedImage if it ends in /compressed)"),
-    "camera_info": ("camera_info", "camera info topic of the image, needed for 3D; empty: none"),
-    "depth": ("", "depth image aligned to the image (16UC1 mm or 32FC1 m); empty: no 3D"),
+    "camera_info": ("camera_info", "camera info topic of the image, needed for 3D; none: no camera info"),
+    "depth": ("", "depth image aligned to the image (16UC1 mm or 32FC1 m); empty or none: no 3D"),
     "prompts": ("", 'comma-separated noun phrases to track from the start, e.g. "yellow forklift,person"'),
     "backend": ("", "torch | onnxruntime | tensorrt (empty: params_file, default torch)"),
     "checkpoint": ("", "local facebook/sam3 checkpoint directory (empty: params_file)"),
@@ -71,7 +71,13 @@ def _phrases(name: str, text: str) -> list:
     return phrases
 
 
-CONVERSIONS = {"tiny": _flag, "use_sim_time": _flag, "prompts": _phrases}  # others stay strings
+def _optional_topic(name: str, text: str) -> str:
+    """`none` disables an input: ros2 launch refuses an empty value (`camera_info:=`)."""
+    return "" if text.lower() == "none" else text
+
+
+CONVERSIONS = {"tiny": _flag, "use_sim_time": _flag, "prompts": _phrases,
+               "camera_info": _optional_topic, "depth": _optional_topic}  # others stay strings
 
 
 def _parameter_overrides(argument) -> dict:

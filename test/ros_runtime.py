@@ -291,7 +291,7 @@ class SyntheticCamera:
         qos = qos if qos is not None else qos_profile_sensor_data
         node = client.node
         self.client, self.width, self.height, self.fps, self.frame_id = client, width, height, fps, frame_id
-        self.depth_m, self.compressed = depth_m, compressed
+        self.depth_m, self.compressed, self.focal = depth_m, compressed, 50.0
         self.image_pub = (node.create_publisher(CompressedImage, f"{namespace}/image/compressed", qos) if compressed
                           else node.create_publisher(Image, f"{namespace}/image", qos))
         self.info_pub = node.create_publisher(CameraInfo, f"{namespace}/camera_info", qos)
@@ -333,7 +333,7 @@ class SyntheticCamera:
                           data=rgb.tobytes())
         image.header.stamp, image.header.frame_id = stamp, self.frame_id
         info = CameraInfo(height=self.height, width=self.width, distortion_model="plumb_bob",
-                          k=[50.0, 0.0, self.width / 2, 0.0, 50.0, self.height / 2, 0.0, 0.0, 1.0])
+                          k=[self.focal, 0.0, self.width / 2, 0.0, self.focal, self.height / 2, 0.0, 0.0, 1.0])
         info.header.stamp, info.header.frame_id = stamp, self.frame_id
         depth = np.full((self.height, self.width), self.depth_m, dtype=np.float32)
         depth_msg = Image(height=self.height, width=self.width, encoding="32FC1", step=self.width * 4,
