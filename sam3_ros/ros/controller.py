@@ -36,6 +36,7 @@ log = logging.getLogger(__name__)
 
 STAGE_WINDOW = 30          # frames averaged for FPS and stage latencies
 ERROR_LOG_PERIOD_S = 5.0   # throttle for repeated input errors
+MAX_CONCEPTS = 100         # more would stall every frame (thousands used to take the node's memory)
 
 # (target_frame, source_frame, stamp_ns) -> (3x3 rotation, 3-vector translation), or raises LookupError.
 TransformLookup = Callable[[str, str, int], tuple[np.ndarray, np.ndarray]]
@@ -108,7 +109,7 @@ class Counters:
     dropped: int = 0        # replaced in the mailbox before their turn
     stale: int = 0          # older than max_frame_age_s when their turn came
     bad_images: int = 0     # unsupported encoding, empty, corrupt
-    failed_frames: int = 0  # the pipeline raised
+    failed_frames: int = 0  # the pipeline, 3D or message building raised
     time_resets: int = 0    # camera clock went backwards (restart, bag loop): tracks reset
     last_image_ns: int | None = None
     stage_ms: deque = field(default_factory=lambda: deque(maxlen=STAGE_WINDOW))
@@ -245,6 +246,8 @@ class NodeCore:
         with self._lock:
             try:
                 concepts = change()
+                if len(concepts) > MAX_CONCEPTS:
+                    raise PromptError(f"{len(concepts)} concepts: at most {MAX_CONCEPTS}")
                 if self.pipeline is not None:
                     self.pipeline.set_concepts(concepts)
             except PromptError as err:
@@ -285,6 +288,14 @@ class NodeCore:
         item = self.mailbox.take(timeout_s)
         if item is None or self.pipeline is None or self.state != NodeState.ACTIVE:
             return None
+        try:
+            return self._process(item)
+        except Exception as err:  # whatever a frame raises is counted and logged, never lost silently
+            self.counters.failed_frames += 1
+            self._throttled_error("pipeline", f"frame failed: {type(err).__name__}: {err}")
+            return None
+
+    def _process(self, item: CameraInput) -> FrameOutputs | None:
         if self.params.max_frame_age_s > 0:
             age_s = (self._now_ns() - _stamp_ns(item.image.header)) / 1e9
             if age_s > self.params.max_frame_age_s:
@@ -303,19 +314,15 @@ class NodeCore:
             self.pipeline.request_reset()
         self._last_stamp_ns = stamp
         self._image_size = rgb.shape[:2]
-        try:
-            result = self.pipeline.step(rgb, stamp_ns=stamp)
-        except (ValueError, RuntimeError) as err:
-            self.counters.failed_frames += 1
-            self._throttled_error("pipeline", f"frame failed: {type(err).__name__}: {err}")
-            return None
+        result = self.pipeline.step(rgb, stamp_ns=stamp)
         points: dict[int, np.ndarray] = {}
         if item.depth is not None:
             result, points = self._with_positions(result, item)
-        self._count(result, item.received_ns)
         for session in list(self._finds):
             session.on_frame(result)
-        return self._outputs(result, rgb, item, points)
+        outputs = self._outputs(result, rgb, item, points)
+        self._count(result, item.received_ns)  # last: a frame that raised above counts as failed only
+        return outputs
 
     def _with_positions(self, result: FrameResult, item: CameraInput) -> tuple[FrameResult, dict[int, np.ndarray]]:
         """Instances with 3D positions, and each located instance's points (in the positions' frame)."""
@@ -325,10 +332,11 @@ class NodeCore:
         except UnsupportedImage as err:
             self._throttled_error("depth", f"ignoring depth: {err}")
             return result, {}
-        if item.info is None or len(item.info.k) != 9 or item.info.k[0] == 0:
-            self._throttled_error("info", "depth without a valid camera_info: no 3D positions")
+        fx, _, cx, _, fy, cy = (float(v) for v in list(item.info.k)[:6]) if item.info is not None and \
+            len(item.info.k) == 9 else (0.0,) * 6
+        if not (np.isfinite([fx, fy, cx, cy]).all() and fx > 0 and fy > 0):  # NaN K used to raise in the 3D fit
+            self._throttled_error("info", "depth without a valid camera_info (K missing, zero or not finite): no 3D")
             return result, {}
-        fx, _, cx, _, fy, cy = (float(v) for v in list(item.info.k)[:6])
         frame_id = item.depth.header.frame_id or item.image.header.frame_id
         transform = self._transform(frame_id, _stamp_ns(item.image.header))
         if transform is not None:
@@ -357,7 +365,7 @@ class NodeCore:
     def _outputs(self, result: FrameResult, rgb: np.ndarray, item: CameraInput,
                  points: dict[int, np.ndarray]) -> FrameOutputs:
         types, p = self.types, self.params
-        header = messages.header(result.stamp_ns, item.image.header.frame_id, types)
+        header = _input_stamped(item, item.image.header.frame_id, types)
         outputs = FrameOutputs(
             result=result,
             instances=messages.instance_array(result, header, types),
@@ -377,7 +385,7 @@ class NodeCore:
             outputs.markers = messages.marker_array(result, header, types, p.marker_lifetime_s)
         if p.publish_instance_points and item.depth is not None and self.cloud_wanted():
             frame_id = next(iter(i.position_3d.frame_id for i in result.instances if i.position_3d), None)
-            cloud_header = messages.header(result.stamp_ns, frame_id or self._points_frame(item), types)
+            cloud_header = _input_stamped(item, frame_id or self._points_frame(item), types)
             outputs.instance_points = messages.point_cloud2(instance_cloud(points, p.instance_points_max),
                                                             cloud_header, types)
         self._focus_outputs(result, header, outputs)
@@ -529,6 +537,12 @@ def _to_rgb(image) -> np.ndarray:
     if hasattr(image, "format"):  # sensor_msgs/CompressedImage
         return compressed_to_rgb(image.format, image.data)
     return image_to_rgb(image.height, image.width, image.encoding, image.step, image.data, image.is_bigendian)
+
+
+def _input_stamped(item: CameraInput, frame_id: str, types: MessageTypes) -> Any:
+    """A header with the input image's stamp as it came (sec, nanosec): an out-of-range nanosec
+    summed to ns used to give a sec that no longer fits int32, failing every output."""
+    return types.new("std_msgs/msg/Header", stamp=item.image.header.stamp, frame_id=frame_id)
 
 
 def header_stamp_ns(message) -> int:
