@@ -22,7 +22,6 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 UNDERLAY = REPO / ".ros2" / "install"
 SITE = f"lib/python{sys.version_info.major}.{sys.version_info.minor}/site-packages"
-NODE_EXECUTABLE = Path(sys.executable).with_name("sam3_node")
 # One DDS domain per test session, on loopback only: parallel sessions do not see each other.
 DOMAIN_ID = os.environ.setdefault("ROS_DOMAIN_ID", str(120 + os.getpid() % 100))
 os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
@@ -69,6 +68,19 @@ def _prepare() -> str | None:
 SKIP_REASON = _prepare()
 
 
+def node_executable() -> Path:
+    """colcon's lib/sam3_ros/sam3_node where sam3_ros is in a sourced workspace, else pip's script."""
+    try:
+        from ament_index_python.packages import PackageNotFoundError, get_package_prefix
+
+        installed = Path(get_package_prefix("sam3_ros")) / "lib" / "sam3_ros" / "sam3_node"
+        if installed.is_file():
+            return installed
+    except (ImportError, PackageNotFoundError):
+        pass
+    return Path(sys.executable).with_name("sam3_node")
+
+
 def node_environment() -> dict[str, str]:
     env = dict(os.environ, PYTHONUNBUFFERED="1", RCUTILS_COLORIZED_OUTPUT="0",
                RCUTILS_CONSOLE_OUTPUT_FORMAT="[{severity}] [{name}]: {message}")
@@ -94,7 +106,7 @@ class NodeProcess:
         args = ["--ros-args", "-r", f"__node:={name}"]
         for key, value in (params or {}).items():
             args += ["-p", f"{key}:={ros_value(value)}"]
-        self.command = [str(NODE_EXECUTABLE), *args, *(ros_args or [])]
+        self.command = [str(node_executable()), *args, *(ros_args or [])]
         self._log = tempfile.NamedTemporaryFile("w+", prefix=f"{name}-", suffix=".log", delete=False)
         self.process = subprocess.Popen(self.command, stdout=self._log, stderr=subprocess.STDOUT,
                                         env=node_environment(), start_new_session=True)
