@@ -120,3 +120,16 @@ def test_rosbags_types_agree_with_rosidl(rosidl_parsed):
         constants, fields = store.fielddefs[name]
         assert [c[0] for c in constants] == parsed["constants"], name
         assert [[field, idl_type(desc)] for field, desc in fields] == parsed["fields"], name
+
+
+def test_vision_msgs_built_by_rosidl_have_the_canonical_type_hashes():
+    """The package colcon built from our definitions (tools/ros2_underlay.py) hashes like upstream."""
+    built = REPO / ".ros2" / "install" / "share" / "vision_msgs" / "msg"
+    if not built.is_dir():
+        pytest.skip(f"no vision_msgs built by rosidl at {built}: run `make ros2`")
+    canonical = canonical_vision_msgs_store()
+    names = [n for n in canonical.fielddefs if n.startswith("vision_msgs/")]
+    for name in names:
+        description = json.loads((built / f"{name.split('/')[-1]}.json").read_text())
+        hashes = {h["type_name"]: h["hash_string"] for h in description["type_hashes"]}
+        assert hashes[name] == canonical.hash_rihs01(name), name
