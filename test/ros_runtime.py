@@ -98,6 +98,20 @@ def ros_value(value: Any) -> str:
     return str(value)
 
 
+def stamp_ns(message: Any) -> int:
+    """A stamped message's header stamp in nanoseconds."""
+    return message.header.stamp.sec * 10**9 + message.header.stamp.nanosec
+
+
+def wait_until(condition: Callable[[], bool], timeout_s: float = 5.0) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
 class NodeProcess:
     """The sam3_node executable, started like `ros2 run sam3_ros sam3_node --ros-args ...`."""
 
@@ -319,6 +333,17 @@ class SyntheticCamera:
         x = 4 + (index * 2) % (self.width - 24)
         image[12:32, x:x + 20] = (220, 40, 40)
         return image
+
+    def mask_centroid(self, instance: Any) -> np.ndarray:
+        """Where an Instance's centroid must be, in the camera frame: its mask's pixels back-projected
+        onto this camera's depth plane with its intrinsics (a plane has no outliers to drop)."""
+        from sam3_ros.core.masks import RleMask
+
+        mask = RleMask.from_coco({"size": [instance.mask_height, instance.mask_width], "counts": instance.mask_rle})
+        rows, cols = np.nonzero(mask.to_array())
+        z = self.depth_m
+        return np.array([((cols - self.width / 2) * z / self.focal).mean(),
+                         ((rows - self.height / 2) * z / self.focal).mean(), z])
 
     def stamp_ns(self, index: int) -> int:
         return self._start_ns + int(index * 1e9 / self.fps)

@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 import yaml
 
-from ros_runtime import REPO, SKIP_REASON, Inbox, RosClient, SyntheticCamera, node_environment
+from ros_runtime import REPO, SKIP_REASON, RosClient, SyntheticCamera, node_environment, stamp_ns
 
 
 def _missing() -> str | None:
@@ -111,16 +111,6 @@ def wait_active(client: RosClient, node: str, launch: Launch, timeout_s: float =
             pass
         time.sleep(0.5)
     raise TimeoutError(f"{node} not active in {timeout_s:g} s:\n{launch.output()[-3000:]}")
-
-
-def mask_of(instance) -> np.ndarray:
-    """An Instance's mask from its COCO uncompressed RLE (column-major runs, 0s first)."""
-    values = np.repeat(np.arange(len(instance.mask_rle)) % 2, instance.mask_rle).astype(bool)
-    return values.reshape(instance.mask_width, instance.mask_height).T
-
-
-def stamp_ns(message) -> int:
-    return message.header.stamp.sec * 10**9 + message.header.stamp.nanosec
 
 
 @pytest.fixture(scope="module")
@@ -216,9 +206,7 @@ def test_target_frame_through_a_static_transform(client, tmp_path):
             centroid = detection.results[0].pose.pose.position
             assert (centroid.x, centroid.y, centroid.z) == pytest.approx(
                 (instance.centroid.x, instance.centroid.y, instance.centroid.z))
-            rows, cols = np.nonzero(mask_of(instance))  # a plane at depth_m: the centroid back-projects exactly
-            fx, cx, cy, z = camera.focal, camera.width / 2, camera.height / 2, camera.depth_m
-            x, y = (cols.mean() - cx) * z / fx, (rows.mean() - cy) * z / fx
+            x, y, z = camera.mask_centroid(instance)
             assert (centroid.x, centroid.y, centroid.z) == pytest.approx((x + 1.0, y, z), abs=1e-3)
         assert launch.stop() == 0
 

@@ -12,12 +12,11 @@ import re
 import shlex
 import shutil
 import subprocess
-import time
 
 import numpy as np
 import pytest
 
-from ros_runtime import REPO, SKIP_REASON, Inbox, NodeProcess, RosClient, SyntheticCamera, node_environment
+from ros_runtime import REPO, SKIP_REASON, Inbox, NodeProcess, RosClient, SyntheticCamera, node_environment, wait_until
 
 if SKIP_REASON is not None:
     pytest.skip(SKIP_REASON, allow_module_level=True)
@@ -29,7 +28,6 @@ from sam3_ros_interfaces.msg import Concept, FocusStatus, InstanceArray  # noqa:
 from sensor_msgs.msg import Image, PointCloud2  # noqa: E402
 from geometry_msgs.msg import PoseStamped  # noqa: E402
 
-from sam3_ros.core.masks import RleMask  # noqa: E402
 from sam3_ros.core.point_cloud import CLOUD_DTYPE  # noqa: E402
 
 NODE = "sam3_manip"
@@ -67,6 +65,7 @@ def node(client):
     camera = StillCamera(client, CAMERA, depth_m=DEPTH_M).start()
     assert client.transition(NODE, "configure"), process.output()
     assert client.transition(NODE, "activate"), process.output()
+    process.camera = camera
     yield process
     camera.stop()
     process.stop()
@@ -91,24 +90,6 @@ def thing_tracks(instances) -> set[int]:
     return {i.track_id for i in message.instances if i.concept_id == "thing"}
 
 
-def expected_centroid(instance) -> np.ndarray:
-    """Mean back-projection of the mask's pixels onto the 2 m plane, with the camera's intrinsics."""
-    mask = RleMask.from_coco({"size": [instance.mask_height, instance.mask_width], "counts": instance.mask_rle})
-    rows, cols = np.nonzero(mask.to_array())
-    width, height = instance.mask_width, instance.mask_height
-    fx = fy = 50.0  # SyntheticCamera's camera_info
-    return np.array([((cols - width / 2) * DEPTH_M / fx).mean(), ((rows - height / 2) * DEPTH_M / fy).mean(), DEPTH_M])
-
-
-def wait_until(condition, timeout_s: float = 60.0) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.05)
-    return True
-
-
 # -- CI: rclpy ------------------------------------------------------------------------------------------
 
 
@@ -124,7 +105,7 @@ def test_find_succeeds_with_the_3d_position_and_leaves_other_concepts_alone(clie
         inst = found.instance
         assert inst.concept_id.startswith("find") and inst.label == "red square" and inst.score >= 0.02
         centroid = np.array([inst.centroid.x, inst.centroid.y, inst.centroid.z])
-        assert centroid == pytest.approx(expected_centroid(inst), abs=1e-3)
+        assert centroid == pytest.approx(node.camera.mask_centroid(inst), abs=1e-3)
         assert found.num_points > 0 and found.oriented_box.center.position.z == pytest.approx(DEPTH_M, abs=1e-3)
     instances.clear()
     assert concept_ids(client) == before_concepts  # the temporary concept is gone

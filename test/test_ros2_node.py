@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import yaml
 
-from ros_runtime import SKIP_REASON, NodeProcess, RosClient, SyntheticCamera
+from ros_runtime import SKIP_REASON, NodeProcess, RosClient, SyntheticCamera, stamp_ns, wait_until
 
 if SKIP_REASON is not None:
     pytest.skip(SKIP_REASON, allow_module_level=True)
@@ -42,8 +42,8 @@ def camera_params(namespace: str, depth: bool = True) -> dict:
 
 
 def bring_up(client: RosClient, node: str) -> None:
-    assert client.transition(node, "configure"), f"configure failed"
-    assert client.transition(node, "activate"), f"activate failed"
+    assert client.transition(node, "configure"), "configure failed"
+    assert client.transition(node, "activate"), "activate failed"
 
 
 def assert_publishing(inbox, timeout_s: float = 60.0) -> None:
@@ -66,15 +66,6 @@ def diagnostic_values(client_inbox, node: str, predicate=lambda values: True, ti
     status = next(s for s in message.status if s.hardware_id.endswith(node))
     return {**status_values(status), "level": int.from_bytes(status.level, "little") if isinstance(status.level, bytes)
             else int(status.level), "message": status.message}
-
-
-def wait_until(condition, timeout_s: float = 5.0) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.05)
-    return True
 
 
 def status_values(status) -> dict:
@@ -242,7 +233,7 @@ def test_a_reliable_camera_publisher_feeds_the_best_effort_subscription(client, 
         reliable = SyntheticCamera(client, "/main_cam", qos=QoSProfile(depth=5, reliability=ReliabilityPolicy.RELIABLE))
         outputs = client.subscribe(InstanceArray, "/sam3_main/instances")
         stamp = reliable.publish_frame(stamp_ns=time.time_ns())
-        outputs.wait_for(lambda m: m.header.stamp.sec * 10**9 + m.header.stamp.nanosec == stamp, 30.0)
+        outputs.wait_for(lambda m: stamp_ns(m) == stamp, 30.0)
     finally:
         camera.start()
 
@@ -266,7 +257,7 @@ def test_bad_images_are_counted_and_the_node_keeps_working(client, main_node):
         counted = diagnostic_values(diagnostics, "sam3_main", lambda v: int(v["bad images"]) >= before + len(bad))
         assert int(counted["bad images"]) == before + len(bad)
         good = camera.publish_frame(stamp_ns=now + 10**9)
-        outputs.wait_for(lambda m: m.header.stamp.sec * 10**9 + m.header.stamp.nanosec == good, 30.0)
+        outputs.wait_for(lambda m: stamp_ns(m) == good, 30.0)
         assert node.alive
     finally:
         camera.start()
@@ -294,7 +285,7 @@ def test_parameters_set_at_run_time_apply_at_reconfigure_compressed_and_reliable
                                  qos=QoSProfile(depth=5, reliability=ReliabilityPolicy.RELIABLE))
         outputs = client.subscribe(InstanceArray, f"{name}/instances")
         stamp = camera.publish_frame(stamp_ns=time.time_ns())
-        outputs.wait_for(lambda m: m.header.stamp.sec * 10**9 + m.header.stamp.nanosec == stamp, 30.0)
+        outputs.wait_for(lambda m: stamp_ns(m) == stamp, 30.0)
         assert node.alive
 
 
@@ -319,7 +310,7 @@ def test_outputs_carry_the_input_stamp_and_frame_id(client, main_node):
         time.sleep(0.5)
         stamp = camera.publish_frame(stamp_ns=time.time_ns())
         for topic, inbox in inboxes.items():
-            message = inbox.wait_for(lambda m: m.header.stamp.sec * 10**9 + m.header.stamp.nanosec == stamp, 30.0)
+            message = inbox.wait_for(lambda m: stamp_ns(m) == stamp, 30.0)
             assert message.header.frame_id == camera.frame_id, topic
         image = inboxes["instance_id_image"].messages[-1]
         assert (image.encoding, image.height, image.width) == ("mono16", camera.height, camera.width)
