@@ -175,9 +175,13 @@ def soak_frame(index: int, size: tuple[int, int]):
 
 def soak(target: FuzzTarget, frames: int, size: tuple[int, int] = (48, 64), reset_every: int = 250,
          sample_every: int = 100, timeout_s: float = 30.0, progress=None) -> SoakResult:
-    """``frames`` valid frames in lockstep (publish, wait for the output with that stamp)."""
+    """``frames`` valid frames in lockstep (publish, wait for the output with that stamp), on the
+    soak's own concepts (fuzzing before may have left any)."""
     from sam3_ros_interfaces import srv
+    from sam3_ros_interfaces.msg import Concept
 
+    concepts = [Concept(id="red_cup", text="red cup"), Concept(id="square", text="square")]
+    target.client.call(srv.SetConcepts, f"{target.name}/set_concepts", srv.SetConcepts.Request(concepts=concepts))
     result, seen_max, seen = SoakResult(), 0, set()
     start, t0 = 1_000_000_000, time.monotonic()
     for index in range(frames):
