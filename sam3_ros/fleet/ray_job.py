@@ -11,9 +11,6 @@ Ray is imported when a job runs, never at module import.
 from __future__ import annotations
 
 import logging
-import os
-import socket
-import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
@@ -21,12 +18,12 @@ from typing import Any
 
 from ..core.config import PipelineConfig
 from ..core.prompts import Concept
-from ..runner import RunSummary
 from .inputs import FleetInput
-from .label import LabelSpec, StopRequested, label_input
+from .label import LabelSpec
 from .outputs import job_settings
 from .progress import FleetProgress
 from .summary import FleetSummary
+from .worker import LabelWorker
 
 log = logging.getLogger(__name__)
 
@@ -64,55 +61,6 @@ def import_ray():
     except ImportError as err:
         raise FleetError(f"--inputs runs on Ray, which is not installed: {INSTALL_HINT}") from err
     return ray
-
-
-class LabelWorker:
-    """The body of a Ray actor: the model, loaded once, and the inputs it is given, one at a time.
-
-    Runs with two threads so that ``status`` and ``stop`` answer while ``label`` works.
-    """
-
-    def __init__(self, config: PipelineConfig, spec: LabelSpec, cpus: float):
-        import torch
-
-        from ..factory import load_pipeline
-
-        if config.model.device == "cpu":
-            torch.set_num_threads(max(1, int(cpus)))
-        self.load_error = None  # told by describe(): Ray's own error would hide the reason
-        try:
-            self.loaded = load_pipeline(config)
-        except Exception as err:  # CheckpointError, CUDA errors, ...
-            self.load_error = f"{type(err).__name__}: {err}"
-        self.spec = spec
-        self._status: dict[str, Any] = {"input": None}
-        self._stop = threading.Event()
-
-    def describe(self) -> dict[str, Any]:
-        where = {"node": socket.gethostname(), "pid": os.getpid()}
-        if self.load_error:
-            return {**where, "error": self.load_error}
-        return {**where, "device": str(self.loaded.pipeline.device), "model": self.loaded.description}
-
-    def label(self, item: FleetInput) -> dict[str, Any]:
-        def on_frame(run: RunSummary) -> None:
-            self._status = {"input": item.name, "frames": run.frames, "total": run.total}
-            if self._stop.is_set():
-                raise StopRequested()
-
-        if self.load_error:
-            return {"status": "failed", "error": f"the worker could not load the model: {self.load_error}"}
-        self._status = {"input": item.name, "frames": 0, "total": None}
-        try:
-            return label_input(self.loaded, self.spec, item, on_frame)
-        finally:
-            self._status = {"input": None}
-
-    def status(self) -> dict[str, Any]:
-        return self._status
-
-    def stop(self) -> None:
-        self._stop.set()
 
 
 def run_fleet(job: FleetJob) -> FleetSummary:
