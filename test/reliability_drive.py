@@ -44,9 +44,10 @@ class FuzzTarget:
 
         self.client, self.name, self.compressed, self.types = client, f"/{name}", compressed, RclpyTypes()
         ns = f"/{name}_cam"
-        topics = {"image_topic": f"{ns}/image/compressed" if compressed else f"{ns}/image"}
+        topics = {"image_topic": f"{ns}/image/compressed" if compressed else f"{ns}/image",
+                  "camera_info_topic": "" if compressed else f"{ns}/camera_info"}  # compressed: image only
         if not compressed:
-            topics.update(camera_info_topic=f"{ns}/camera_info", depth_topic=f"{ns}/depth")
+            topics["depth_topic"] = f"{ns}/depth"
         self.process = NodeProcess(name, {**TINY, "prompts": ["red cup", "square"], **topics, **params})
         qos = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE)
         node = client.node

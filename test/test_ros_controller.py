@@ -331,6 +331,24 @@ def test_camera_silence_turns_diagnostics_to_warn_and_recovers():
     assert roundtrip(core.diagnostics(), "diagnostic_msgs/msg/DiagnosticArray").status[0].level == 0
 
 
+def test_images_without_partners_are_counted_and_diagnostics_say_which_topic_is_missing():
+    core, scene = scripted_core([ScriptedObject("box", static(10, 10, 30, 30))], camera_timeout_s=1.0,
+                                camera_info_topic="camera_info", depth_topic="depth", queue_depth=3)
+    image_cb, info_cb, depth_cb = core.camera_callbacks()
+    for i in range(5):  # camera info and depth never come
+        image_cb(image_msg(scene.image(), (i + 1) * 10**9))
+    status = roundtrip(core.diagnostics(), "diagnostic_msgs/msg/DiagnosticArray").status[0]
+    values = {kv.key: kv.value for kv in status.values}
+    assert values["images without camera_info/depth partner"] == "2"  # 5 received, 3 still queued
+    assert values["frames received"] == "0"
+    assert status.level == messages.DiagnosticLevel.WARN
+    assert "none pairs with camera_info and depth" in status.message
+    info_cb(camera_info(5 * 10**9))
+    depth_cb(depth_msg(np.full((MASK, MASK), 2.0, dtype=np.float32), 5 * 10**9))
+    assert core.process_next(timeout_s=0.0) is not None  # the newest image pairs once its partners arrive
+    assert roundtrip(core.diagnostics(), "diagnostic_msgs/msg/DiagnosticArray").status[0].level == 0
+
+
 def test_deactivate_ends_tracks_and_activate_resumes(tiny_core):
     tiny_core.configure()
     tiny_core.activate()

@@ -164,6 +164,16 @@ def test_queues_are_bounded():
     assert len(sync._queues[0]) == 3 and matches == []
 
 
+def test_images_that_never_pair_are_counted():
+    sync, matches = collecting_sync(2, queue=3)
+    for t in (100, 200, 300, 400, 500):
+        sync.add(0, t * MS, f"image@{t}")
+    assert sync.unpaired_images == 2  # pushed out of the queue of 3
+    sync.add(1, 500 * MS, "info@500")
+    assert matches == [("image@500", "info@500")]
+    assert sync.unpaired_images == 4  # the three queued images were passed over for the newest
+
+
 def test_synchronizer_rejects_nonsense_settings():
     with pytest.raises(ValueError):
         StampSynchronizer(0, 0, 5, print)

@@ -31,6 +31,7 @@ from ..io.ros_types import MessageTypes
 from .find import FindGoal, FindOutcome, FindProgress, FindReason, FindSession
 from .focus import Focus
 from .params import NodeParams
+from .stamp_sync import StampSynchronizer
 
 log = logging.getLogger(__name__)
 
@@ -111,7 +112,8 @@ class Counters:
     bad_images: int = 0     # unsupported encoding, empty, corrupt
     failed_frames: int = 0  # the pipeline, 3D or message building raised
     time_resets: int = 0    # camera clock went backwards (restart, bag loop): tracks reset
-    last_image_ns: int | None = None
+    last_image_ns: int | None = None      # last frame handed to the mailbox (image + partners)
+    last_raw_image_ns: int | None = None  # last image received, paired or not
     stage_ms: deque = field(default_factory=lambda: deque(maxlen=STAGE_WINDOW))
     done_ns: deque = field(default_factory=lambda: deque(maxlen=STAGE_WINDOW))
     latency_ms: deque = field(default_factory=lambda: deque(maxlen=STAGE_WINDOW))
@@ -139,6 +141,7 @@ class NodeCore:
         self._last_labels: dict[int, str] | None = None
         self._last_error_log: dict[str, float] = {}
         self._image_size: tuple[int, int] | None = None
+        self._sync: StampSynchronizer | None = None
         self.cloud_wanted: Callable[[], bool] = lambda: True  # the node: "someone subscribes to the cloud"
         self.focus = Focus()
         self._finds: list[FindSession] = []
@@ -274,6 +277,28 @@ class NodeCore:
         return list(self._concepts)
 
     # -- frames ------------------------------------------------------------------------------------------------
+    def camera_callbacks(self) -> list[Callable[[Any], None]]:
+        """Subscription callbacks for the image, then camera info and depth when their topics are set.
+        With more than one input, messages are paired by stamp before they reach ``on_camera``."""
+        p = self.params
+        roles = ["image"] + ["camera_info"] * bool(p.camera_info_topic) + ["depth"] * bool(p.depth_topic)
+        if len(roles) == 1:
+            self._sync = None
+            return [self._on_raw_image(self.on_camera)]
+
+        def paired(image, *partners):
+            parts = dict(zip(roles[1:], partners))
+            self.on_camera(image, parts.get("camera_info"), parts.get("depth"))
+        self._sync = StampSynchronizer(len(roles), int(p.sync_slop_s * 1e9), p.queue_depth, paired)
+        image, *others = [self._sync.callback(i, header_stamp_ns) for i in range(len(roles))]
+        return [self._on_raw_image(image), *others]
+
+    def _on_raw_image(self, callback: Callable[[Any], None]) -> Callable[[Any], None]:
+        def on_image(message) -> None:
+            self.counters.last_raw_image_ns = self._now_ns()
+            callback(message)
+        return on_image
+
     def on_camera(self, image, info=None, depth=None) -> None:
         """Subscription callback: keep only the newest frame."""
         if self.state != NodeState.ACTIVE:
@@ -496,6 +521,7 @@ class NodeCore:
             "bad images": c.bad_images,
             "failed frames": c.failed_frames,
             "camera restarts (stamps went backwards)": c.time_resets,
+            "images without camera_info/depth partner": self._sync.unpaired_images if self._sync else 0,
             "live tracks": len(self.pipeline.tracks.tracks) if self.pipeline is not None else 0,
             "concepts": ", ".join(c_.id for c_ in self._concepts),
         }
@@ -511,9 +537,14 @@ class NodeCore:
             return Level.ERROR, f"model failed to load: {self.failure}"
         if self.state != NodeState.ACTIVE:
             return Level.OK, f"node {self.state.value}"
-        last = self.counters.last_image_ns
-        if last is None or (self._now_ns() - last) / 1e9 > self.params.camera_timeout_s:
-            return Level.WARN, f"no image on {self.params.image_topic} for over {self.params.camera_timeout_s:g} s"
+        p, now = self.params, self._now_ns()
+        recent = lambda ns: ns is not None and (now - ns) / 1e9 <= p.camera_timeout_s  # noqa: E731
+        if not recent(self.counters.last_image_ns):
+            if recent(self.counters.last_raw_image_ns):
+                partners = " and ".join(t for t in (p.camera_info_topic, p.depth_topic) if t)
+                return Level.WARN, (f"images arrive on {p.image_topic} but none pairs with {partners} within "
+                                    f"sync_slop_s = {p.sync_slop_s:g} s for over {p.camera_timeout_s:g} s")
+            return Level.WARN, f"no image on {p.image_topic} for over {p.camera_timeout_s:g} s"
         if not self._concepts:
             return Level.WARN, "no concepts: call ~/set_concepts or ~/add_concept"
         return Level.OK, f"tracking {len(self._concepts)} concept(s) at {self._fps():.1f} fps"

@@ -35,13 +35,12 @@ from visualization_msgs.msg import MarkerArray
 
 from ..core.depth import quaternion_matrix
 from ..factory import load_pipeline
-from .controller import NodeCore, header_stamp_ns
+from .controller import NodeCore
 from .find import FindReason, run_find
 from ..core.config import PipelineConfig
 from .lifecycle import transition_refusal
 from .params import NodeParams, all_parameters, parameter_change_refusal, split_parameters
 from .rclpy_types import RclpyTypes
-from .stamp_sync import StampSynchronizer
 from .worker import InferenceWorker
 
 OUTPUTS = {  # FrameOutputs attribute -> (topic, message type)
@@ -250,19 +249,8 @@ class Sam3Node(LifecycleNode):
         inputs = [(image_type, p.image_topic)]
         inputs += [(CameraInfo, p.camera_info_topic)] if p.camera_info_topic else []
         inputs += [(Image, p.depth_topic)] if p.depth_topic else []
-        if len(inputs) == 1:
-            callbacks = [lambda msg: self.core.on_camera(msg)]
-        else:
-            sync = StampSynchronizer(len(inputs), int(p.sync_slop_s * 1e9), p.queue_depth, self._on_synchronised)
-            callbacks = [sync.callback(i, header_stamp_ns) for i in range(len(inputs))]
-        for (msg_type, topic), callback in zip(inputs, callbacks):
+        for (msg_type, topic), callback in zip(inputs, self.core.camera_callbacks()):
             self._camera_inputs.append(self.create_subscription(msg_type, topic, callback, qos))
-
-    def _on_synchronised(self, image, *rest) -> None:
-        p = self.core.params
-        info = rest[0] if p.camera_info_topic else None
-        depth = rest[-1] if p.depth_topic else None
-        self.core.on_camera(image, info, depth)
 
     def _lookup_transform(self, target: str, source: str, stamp_ns: int):
         import tf2_ros

@@ -21,16 +21,24 @@ class StampSynchronizer:
         self._on_match = on_match
         self._lock = threading.Lock()
         self.matched = 0
+        self.images_received = 0
         self._arrivals = 0
 
     def add(self, index: int, stamp_ns: int, message: Any) -> None:
         """Input ``index`` (0 = the image) received ``message`` stamped ``stamp_ns``."""
         with self._lock:
             self._arrivals += 1
+            self.images_received += index == 0
             self._queues[index].append((stamp_ns, message, self._arrivals))
             match = self._newest_match()
         if match is not None:
             self._on_match(*match)
+
+    @property
+    def unpaired_images(self) -> int:
+        """Images dropped without ever finding partners (passed over or pushed out of the queue)."""
+        with self._lock:
+            return self.images_received - self.matched - len(self._queues[0])
 
     def callback(self, index: int, stamp_of: Callable[[Any], int]) -> Callable[[Any], None]:
         """A subscription callback feeding input ``index``."""
