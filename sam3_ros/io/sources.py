@@ -171,7 +171,7 @@ class RosbagSource(FrameSource):
             reader = AnyReader([self.path], default_typestore=typestore())
             reader.open()
         except Exception as err:  # rosbags raises several error types for unreadable bags
-            raise SourceError(f"{self.path}: cannot read the recording: {err}") from err
+            raise SourceError(f"{self.path}: cannot read the recording: {err}{_repair_hint(err)}") from err
         try:
             yield reader
         finally:
@@ -231,3 +231,13 @@ def _message_rgb(msg: Any, msgtype: str) -> np.ndarray:
 def natural_key(name: str) -> list[Any]:
     """Sort key that orders digit runs by value: "img2" < "img10"."""
     return [int(part) if part.isdigit() else part.lower() for part in re.split(r"(\d+)", name)]
+
+
+def _repair_hint(err: Exception) -> str:
+    """What to try when a bag cannot be opened: recordings cut short (power loss) are common."""
+    text = str(err).lower()
+    if "end magic" in text:
+        return " (the MCAP file is cut short, e.g. the recording was interrupted: `mcap recover` rebuilds it)"
+    if "malformed" in text or "not a database" in text:
+        return " (the sqlite3 file is damaged: sqlite3's `.recover` may salvage it)"
+    return ""
