@@ -16,7 +16,7 @@ import fuzz_cases as fz
 
 TINY = {"model.tiny": True, "model.device": "cpu", "warmup_frames": 1, "diagnostics_period_s": 0.5,
         "detection.score_threshold": 0.02, "detection.new_track_threshold": 0.02, "reliability": "reliable",
-        "queue_depth": 10}
+        "queue_depth": 10, "tracking.max_tracks": 4}  # tracks still come and go; 50 would make soaks slow
 ACCOUNTED = ("frames processed", "frames dropped (newer frame arrived)", "frames stale", "bad images", "failed frames")
 
 

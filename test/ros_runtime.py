@@ -93,8 +93,10 @@ def ros_value(value: Any) -> str:
     """A parameter value as `ros2 run ... --ros-args -p name:=VALUE` spells it (YAML)."""
     if isinstance(value, bool):
         return "true" if value else "false"
+    if isinstance(value, str):  # YAML single quotes: '' is the empty string, 'true' stays a string
+        return "'" + value.replace("'", "''") + "'"
     if isinstance(value, (list, tuple)):
-        return "[" + ", ".join(f"'{v}'" if isinstance(v, str) else ros_value(v) for v in value) + "]"
+        return "[" + ", ".join(ros_value(v) for v in value) + "]"
     return str(value)
 
 
