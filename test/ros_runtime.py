@@ -228,7 +228,10 @@ class RosClient:
     def call_async(self, srv_type: Any, name: str, request: Any = None, wait_s: float = 60.0):
         key = (srv_type, name)
         if key not in self._clients:
-            self._clients[key] = self.node.create_client(srv_type, name)
+            from rclpy.qos import QoSProfile, ReliabilityPolicy
+
+            burst = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)  # many calls in flight at once
+            self._clients[key] = self.node.create_client(srv_type, name, qos_profile=burst)
         client = self._clients[key]
         if not client.wait_for_service(timeout_sec=wait_s):
             raise TimeoutError(f"service {name} did not appear in {wait_s:g} s")

@@ -55,6 +55,8 @@ OUTPUTS = {  # FrameOutputs attribute -> (topic, message type)
     "focus_mask": ("~/focus/mask", Image),
     "focus_status": ("~/focus/status", FocusStatus),
 }
+# ROS 2's default service queue keeps 10 requests: a burst of calls would lose the rest unanswered.
+SERVICE_QOS = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.VOLATILE)
 SERVICES = {  # service name -> (type, NodeCore handler name)
     "~/set_concepts": (srv.SetConcepts, "set_concepts"),
     "~/add_concept": (srv.AddConcept, "add_concept"),
@@ -123,7 +125,8 @@ class Sam3Node(LifecycleNode):
         self.add_on_set_parameters_callback(self._check_parameter_change)
         services = ReentrantCallbackGroup()  # services answer while a frame is processed or the model loads
         for name, (srv_type, handler) in SERVICES.items():
-            self.create_service(srv_type, name, self._service(handler), callback_group=services)
+            self.create_service(srv_type, name, self._service(handler), qos_profile=SERVICE_QOS,
+                                callback_group=services)
         self._find_server = ActionServer(self, Find, "~/find", self._execute_find, callback_group=services,
                                          cancel_callback=lambda _: CancelResponse.ACCEPT)
         self.create_timer(self.core.params.diagnostics_period_s, self._publish_diagnostics,
