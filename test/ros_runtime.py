@@ -339,6 +339,14 @@ class SyntheticCamera:
         image[12:32, x:x + 20] = (220, 40, 40)
         return image
 
+    def wait_for_subscribers(self, depth: bool = True, timeout_s: float = 30.0) -> "SyntheticCamera":
+        """Block until the node's subscriptions have matched this camera's publishers: DDS drops what a
+        fresh publisher sends before discovery completes."""
+        publishers = [self.image_pub, self.info_pub] + [self.depth_pub] * depth
+        if not wait_until(lambda: all(p.get_subscription_count() > 0 for p in publishers), timeout_s):
+            raise TimeoutError(f"no subscriber matched the camera publishers in {timeout_s:g} s")
+        return self
+
     def mask_centroid(self, instance: Any) -> np.ndarray:
         """Where an Instance's centroid must be, in the camera frame: its mask's pixels back-projected
         onto this camera's depth plane with its intrinsics (a plane has no outliers to drop)."""

@@ -231,6 +231,7 @@ def test_a_reliable_camera_publisher_feeds_the_best_effort_subscription(client, 
     camera.stop()
     try:
         reliable = SyntheticCamera(client, "/main_cam", qos=QoSProfile(depth=5, reliability=ReliabilityPolicy.RELIABLE))
+        reliable.wait_for_subscribers()
         outputs = client.subscribe(InstanceArray, "/sam3_main/instances")
         stamp = reliable.publish_frame(stamp_ns=time.time_ns())
         outputs.wait_for(lambda m: stamp_ns(m) == stamp, 30.0)
@@ -283,6 +284,7 @@ def test_parameters_set_at_run_time_apply_at_reconfigure_compressed_and_reliable
         bring_up(client, name)
         camera = SyntheticCamera(client, "/rc_cam", compressed=True,
                                  qos=QoSProfile(depth=5, reliability=ReliabilityPolicy.RELIABLE))
+        camera.wait_for_subscribers(depth=False)
         outputs = client.subscribe(InstanceArray, f"{name}/instances")
         stamp = camera.publish_frame(stamp_ns=time.time_ns())
         outputs.wait_for(lambda m: stamp_ns(m) == stamp, 30.0)
