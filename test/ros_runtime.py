@@ -347,6 +347,23 @@ class SyntheticCamera:
             raise TimeoutError(f"no subscriber matched the camera publishers in {timeout_s:g} s")
         return self
 
+    def publish_until_answered(self, *inboxes: "Inbox", timeout_s: float = 60.0) -> list[Any]:
+        """Publish one frame, again every second until every inbox holds the node's answer for it
+        (a fresh subscription on either side may miss the first message while DDS matches it)."""
+        stamp = time.time_ns()
+        deadline = time.monotonic() + timeout_s
+        answers: dict[int, Any] = {}
+        while len(answers) < len(inboxes):
+            self.publish_frame(stamp_ns=stamp)
+            for i, inbox in enumerate(inboxes):
+                if i not in answers:
+                    try:
+                        answers[i] = inbox.wait_for(lambda m: stamp_ns(m) == stamp, min(1.0, deadline - time.monotonic()))
+                    except TimeoutError:
+                        if time.monotonic() >= deadline:
+                            raise
+        return [answers[i] for i in range(len(inboxes))]
+
     def mask_centroid(self, instance: Any) -> np.ndarray:
         """Where an Instance's centroid must be, in the camera frame: its mask's pixels back-projected
         onto this camera's depth plane with its intrinsics (a plane has no outliers to drop)."""

@@ -232,9 +232,7 @@ def test_a_reliable_camera_publisher_feeds_the_best_effort_subscription(client, 
     try:
         reliable = SyntheticCamera(client, "/main_cam", qos=QoSProfile(depth=5, reliability=ReliabilityPolicy.RELIABLE))
         reliable.wait_for_subscribers()
-        outputs = client.subscribe(InstanceArray, "/sam3_main/instances")
-        stamp = reliable.publish_frame(stamp_ns=time.time_ns())
-        outputs.wait_for(lambda m: stamp_ns(m) == stamp, 30.0)
+        reliable.publish_until_answered(client.subscribe(InstanceArray, "/sam3_main/instances"))
     finally:
         camera.start()
 
@@ -285,9 +283,7 @@ def test_parameters_set_at_run_time_apply_at_reconfigure_compressed_and_reliable
         camera = SyntheticCamera(client, "/rc_cam", compressed=True,
                                  qos=QoSProfile(depth=5, reliability=ReliabilityPolicy.RELIABLE))
         camera.wait_for_subscribers(depth=False)
-        outputs = client.subscribe(InstanceArray, f"{name}/instances")
-        stamp = camera.publish_frame(stamp_ns=time.time_ns())
-        outputs.wait_for(lambda m: stamp_ns(m) == stamp, 30.0)
+        camera.publish_until_answered(client.subscribe(InstanceArray, f"{name}/instances"))
         assert node.alive
 
 
@@ -309,12 +305,10 @@ def test_outputs_carry_the_input_stamp_and_frame_id(client, main_node):
                (("instances", InstanceArray), ("detections", Detection2DArray), ("detections_3d", Detection3DArray),
                 ("instance_id_image", Image), ("overlay", Image))}
     try:
-        time.sleep(0.5)
-        stamp = camera.publish_frame(stamp_ns=time.time_ns())
-        for topic, inbox in inboxes.items():
-            message = inbox.wait_for(lambda m: stamp_ns(m) == stamp, 30.0)
+        answers = dict(zip(inboxes, camera.publish_until_answered(*inboxes.values())))  # matched by stamp
+        for topic, message in answers.items():
             assert message.header.frame_id == camera.frame_id, topic
-        image = inboxes["instance_id_image"].messages[-1]
+        image = answers["instance_id_image"]
         assert (image.encoding, image.height, image.width) == ("mono16", camera.height, camera.width)
     finally:
         camera.start()
