@@ -208,36 +208,20 @@ def marker_array(result: FrameResult, header_msg: Any, types: MessageTypes, life
     2^31); colours are the overlay's track colours. ``lifetime_s`` 0 means forever.
     """
     markers = [_marker(types, header_msg, marker_id=0, action=MARKER_DELETEALL)]
-    for inst in result.instances:
-        if inst.position_3d is None:
-            continue
-        markers.append(_marker(
-            types,
-            _in_frame(header_msg, inst.position_3d.frame_id, types),
-            marker_id=inst.track_id % _INT32_IDS,
-            action=MARKER_ADD,
-            position=inst.position_3d.centroid,
-            text=instance_caption(inst),
-            rgba=(*(c / 255.0 for c in track_colour(inst.track_id)), 1.0),
-            lifetime_s=lifetime_s,
-        ))
-    for inst in result.instances:
-        box = inst.position_3d.box if inst.position_3d is not None else None
-        if box is None:
-            continue
-        markers.append(_marker(
-            types,
-            _in_frame(header_msg, inst.position_3d.frame_id, types),
-            marker_id=inst.track_id % _INT32_IDS,
-            action=MARKER_ADD,
-            position=box.center,
-            rgba=(*(c / 255.0 for c in track_colour(inst.track_id)), BOX_MARKER_ALPHA),
-            lifetime_s=lifetime_s,
-            namespace=BOX_MARKER_NAMESPACE,
-            marker_type=MARKER_CUBE,
-            orientation=box.quaternion,
-            scale=box.size,
-        ))
+    located = [inst for inst in result.instances if inst.position_3d is not None]
+
+    def tracked(inst, alpha: float, **fields) -> Any:
+        """A marker of one located instance: its frame, track id and track colour."""
+        return _marker(types, _in_frame(header_msg, inst.position_3d.frame_id, types),
+                       marker_id=inst.track_id % _INT32_IDS, action=MARKER_ADD,
+                       rgba=(*(c / 255.0 for c in track_colour(inst.track_id)), alpha), lifetime_s=lifetime_s,
+                       **fields)
+
+    markers += [tracked(inst, 1.0, position=inst.position_3d.centroid, text=instance_caption(inst))
+                for inst in located]
+    markers += [tracked(inst, BOX_MARKER_ALPHA, position=box.center, namespace=BOX_MARKER_NAMESPACE,
+                        marker_type=MARKER_CUBE, orientation=box.quaternion, scale=box.size)
+                for inst in located if (box := inst.position_3d.box) is not None]
     return types.new("visualization_msgs/msg/MarkerArray", markers=markers)
 
 
