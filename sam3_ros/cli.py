@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import shutil
 import sys
 from pathlib import Path
 
@@ -251,6 +250,38 @@ def _bench(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+DEMO_CLIP = "input.mp4"
+DEMO_RESULTS = "results"
+
+
+def clear_demo_output(output: Path) -> None:
+    """Remove what an earlier demo wrote to ``output`` (its clip and the runner's files), nothing else.
+
+    A folder holding anything else is refused: the demo never deletes files it did not write.
+    """
+    from .runner import OUTPUT_FILES
+
+    if not output.exists():
+        return
+    if not output.is_dir():
+        raise FileExistsError(f"--output {output} is a file; give a folder (new, or one an earlier demo wrote)")
+    results = output / DEMO_RESULTS
+    ours = {output / DEMO_CLIP, results} | {results / name for name in OUTPUT_FILES}
+    bag = results / OUTPUT_FILES[0]
+    if bag.is_dir():
+        ours |= {bag / "metadata.yaml"} | set(bag.glob("*.mcap"))
+    others = sorted(str(p.relative_to(output)) for p in output.rglob("*") if p not in ours)
+    if others:
+        shown = ", ".join(others[:5]) + (f" and {len(others) - 5} more" if len(others) > 5 else "")
+        raise FileExistsError(f"--output {output} holds files the demo did not write ({shown}); nothing was "
+                              f"deleted: choose a new folder, e.g. --output {output / 'demo'}")
+    for path in sorted(ours, key=lambda p: len(p.parts), reverse=True):  # files before their folders
+        if path.is_file():
+            path.unlink()
+        elif path.is_dir():
+            path.rmdir()
+
+
 def _demo(args: argparse.Namespace) -> int:
     from .demo_clip import write_demo_clip
     from .factory import load_pipeline
@@ -261,8 +292,8 @@ def _demo(args: argparse.Namespace) -> int:
         # Random weights score every query low: lower the bars so the demo shows tracks at all.
         config = config.updated({"detection.score_threshold": 0.2, "detection.new_track_threshold": 0.2})
     output = Path(args.output)
-    shutil.rmtree(output, ignore_errors=True)  # the demo owns its output directory
-    clip = write_demo_clip(output / "input.mp4", frames=args.frames)
+    clear_demo_output(output)
+    clip = write_demo_clip(output / DEMO_CLIP, frames=args.frames)
     loaded = load_pipeline(config)
     print(loaded.description, file=sys.stderr)
     concepts = parse_concepts(["red ball", "blue box"], [])
