@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import signal
 import sys
 from pathlib import Path
 
@@ -17,11 +18,12 @@ from .backends.engine_cache import EngineCacheError
 from .backends.manifest import ExportedModelError
 from .io.sources import SourceError
 from .model.loading import CheckpointError
+from .stop_signals import SIGNALS, Interrupted, StopSignals
 
 log = logging.getLogger("sam3_ros")
 
 EXIT_OK, EXIT_PARTIAL, EXIT_FAILED = 0, 1, 2
-EXIT_INTERRUPTED = 130  # Ctrl-C (128 + SIGINT)
+EXIT_INTERRUPTED = 130  # Ctrl-C (128 + SIGINT); SIGTERM: 143
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -29,15 +31,23 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
+    previous = {signum: signal.getsignal(signum) for signum in SIGNALS}
+    args.stop_signals = StopSignals().install()
     try:
         return args.handler(args)
     except (PromptError, CheckpointError, SourceError, ExportedModelError, EngineCacheError, FileExistsError,
             ValueError, RuntimeError) as err:
         print(f"error: {err}", file=sys.stderr)
         return EXIT_FAILED
-    except KeyboardInterrupt:  # outputs are closed on the way out; a fleet job handles its own
+    except Interrupted as stop:  # outputs are closed on the way out; a fleet job handles its own
+        print(f"{stop}: every output file written so far is closed and readable", file=sys.stderr)
+        return stop.exit_code
+    except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -178,9 +188,11 @@ def _run(args: argparse.Namespace) -> int:
     concepts = parse_concepts(args.prompt, args.box)
     loaded = load_pipeline(_config_from(args))
     print(loaded.description, file=sys.stderr)
-    summary = run_offline(loaded.pipeline, concepts, args.input, args.output,
-                          image_topic=args.image_topic, max_frames=args.max_frames, overlay=not args.no_overlay,
-                          progress=not args.no_progress, model_description=loaded.description)
+    with args.stop_signals.deferred():  # a signal stops the run between frames, every file closed
+        summary = run_offline(loaded.pipeline, concepts, args.input, args.output,
+                              image_topic=args.image_topic, max_frames=args.max_frames, overlay=not args.no_overlay,
+                              progress=not args.no_progress, model_description=loaded.description,
+                              on_frame=lambda _: args.stop_signals.check())
     print(summary.describe())
     for warning in dict.fromkeys(summary.warnings):
         print(f"warning: {warning}", file=sys.stderr)
@@ -198,12 +210,14 @@ def _run_fleet(args: argparse.Namespace) -> int:
     request = {"inputs": args.inputs, "output": args.output, "argv": sys.argv[1:]}
     job = FleetJob(config, concepts, inputs, args.output, max_frames=args.max_frames, overlay=not args.no_overlay,
                    workers=args.workers, gpus_per_worker=args.gpus_per_worker, cpus_per_worker=args.cpus_per_worker,
-                   ray_address=args.ray_address, progress=not args.no_progress, request=request)
+                   ray_address=args.ray_address, progress=not args.no_progress, request=request,
+                   stop_signals=args.stop_signals)
     summary = run_fleet(job)
     print(summary.describe())
     if summary.interrupted:
-        print("interrupted: finished inputs are kept; run the same command again to do the rest", file=sys.stderr)
-        return EXIT_INTERRUPTED
+        stop = Interrupted(args.stop_signals.received or signal.SIGINT)
+        print(f"{stop}: finished inputs are kept; run the same command again to do the rest", file=sys.stderr)
+        return stop.exit_code
     return EXIT_PARTIAL if summary.names("failed") else EXIT_OK
 
 
@@ -297,7 +311,9 @@ def _demo(args: argparse.Namespace) -> int:
     loaded = load_pipeline(config)
     print(loaded.description, file=sys.stderr)
     concepts = parse_concepts(["red ball", "blue box"], [])
-    summary = run_offline(loaded.pipeline, concepts, clip, output / "results", model_description=loaded.description)
+    with args.stop_signals.deferred():
+        summary = run_offline(loaded.pipeline, concepts, clip, output / DEMO_RESULTS,
+                              model_description=loaded.description, on_frame=lambda _: args.stop_signals.check())
     print(summary.describe())
     if loaded.random_weights:
         print("note: the tiny model has random weights, so its masks are meaningless; "

@@ -181,6 +181,37 @@ def test_ctrl_c_stops_cleanly_and_a_rerun_finishes_the_rest(local_ray, tmp_path)
     assert all(e["frames"] == (2 if n == "a_short" else LONG) for n, e in again.items())
 
 
+def test_sigterm_stops_the_job_like_ctrl_c_and_says_so(local_ray, tmp_path):
+    """`timeout`, systemd and Docker send SIGTERM to the command: Ray's own handler would exit at
+    once and leave the inputs in progress `running`; the job must close them as interrupted."""
+    data = tmp_path / "recordings"
+    data.mkdir()
+    write_clip(data / "a_short.mp4", frames=2)
+    for name in ("b_long", "c_long"):
+        write_clip(data / f"{name}.mp4", frames=LONG)
+    labels = tmp_path / "labels"
+    address = local_ray.get_runtime_context().gcs_address
+    command = ["run", "--inputs", str(data), "--output", str(labels), *ARGS, "--ray-address", address]
+    process = subprocess.Popen([sys.executable, "-m", "sam3_ros.cli", *command],
+                               start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for(lambda: read_summary(labels)["by_name"]["a_short"]["status"] == "done", process)
+        process.send_signal(signal.SIGTERM)
+        _, err = process.communicate(timeout=120)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+    assert process.returncode == 143, err
+    assert "stopped by SIGTERM" in err and "Traceback" not in err
+    summary = read_summary(labels)
+    assert summary["interrupted"] and not summary["finished"]
+    statuses = {n: e["status"] for n, e in summary["by_name"].items()}
+    assert statuses["a_short"] == "done" and set(statuses.values()) <= {"done", "interrupted", "pending"}
+    for name, status in statuses.items():
+        if status == "interrupted":
+            assert json.loads((labels / name / "results.json").read_text())["complete"] is False
+
+
 def test_a_worker_that_dies_fails_its_input_alone_and_is_replaced(local_ray, tmp_path):
     data = tmp_path / "recordings"
     data.mkdir()

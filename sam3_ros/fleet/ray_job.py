@@ -18,6 +18,7 @@ from typing import Any
 
 from ..core.config import PipelineConfig
 from ..core.prompts import Concept
+from ..stop_signals import StopSignals
 from .inputs import FleetInput
 from .label import LabelSpec
 from .outputs import job_settings
@@ -53,6 +54,7 @@ class FleetJob:
     ray_address: str | None = None  # None: a local Ray (or the one already initialised)
     progress: bool = True
     request: dict[str, Any] = field(default_factory=dict)  # the command line, for summary.json
+    stop_signals: StopSignals | None = None  # reinstalled once Ray has started (ray.init replaces SIGTERM's)
 
 
 def import_ray():
@@ -67,6 +69,8 @@ def run_fleet(job: FleetJob) -> FleetSummary:
     """Label every input of ``job``; summary.json in ``job.output`` tells how each went."""
     ray = import_ray()
     started_here = _connect(ray, job.ray_address)
+    if job.stop_signals is not None:
+        job.stop_signals.install()  # SIGTERM stops the job like Ctrl-C, not with Ray's sys.exit
     try:
         count, options, device = plan_workers(job, ray.cluster_resources())
         config = job.config.updated({"model.device": device})
@@ -146,8 +150,8 @@ class _Scheduler:
             for item in self.pending:  # left only when every worker died too often
                 self.summary.finish(item.name, {"status": "failed", "error": "no worker left to run it"})
             self.summary.finished = True
-        except KeyboardInterrupt:
-            self._stop()
+        except KeyboardInterrupt as stop:  # Ctrl-C, or SIGTERM through StopSignals
+            self._stop(str(stop) or "stopped by the user")
         finally:
             self._tick(force=True)
             self.progress.close()
@@ -235,8 +239,8 @@ class _Scheduler:
                     pass
         return answers
 
-    def _stop(self) -> None:
-        """Ctrl-C: every worker stops after its current frame; their inputs are marked interrupted."""
+    def _stop(self, reason: str) -> None:
+        """Ctrl-C or SIGTERM: every worker stops after its current frame; their inputs are marked interrupted."""
         self.summary.interrupted = True
         log.warning("stopping: waiting up to %.0f s for the workers to close their current input", STOP_WAIT_S)
         for actor in self.actors:
@@ -250,7 +254,7 @@ class _Scheduler:
         except KeyboardInterrupt:  # a second Ctrl-C: leave now; what is in progress stays partial
             pass
         for index, item in self.in_flight.values():
-            self.summary.finish(item.name, {"status": "interrupted", "error": "stopped by the user"})
+            self.summary.finish(item.name, {"status": "interrupted", "error": f"{reason}; redone on re-run"})
 
 
 def _cause(err: Exception) -> str:

@@ -83,10 +83,11 @@ class McapResultsWriter(_ResultsFile):
 
 
 class JsonResultsWriter(_ResultsFile):
-    """results.json: {"header": {source, prompts, model}, "frames": [...], "complete", "error"}.
+    """results.json: {"header": {source, prompts, model}, "frames": [...], "complete", "frames_written", "error"}.
 
-    Frames are appended and flushed one at a time; closing writes the tail, so the file is valid
-    JSON after an error too, with "complete": false and the error in "error".
+    Frames are appended and flushed one at a time, one a line; closing writes the tail, so the file
+    is valid JSON after an error or a stop signal too, with "complete": false, the frames written and
+    the reason in "error" (e.g. "stopped by SIGTERM after 12 frames").
     """
 
     def __init__(self, path: str | Path, source: str = "", prompts: Sequence[Any] = (),
@@ -109,9 +110,18 @@ class JsonResultsWriter(_ResultsFile):
         if self._file is None:
             return
         file, self._file = self._file, None
-        message = None if error is None else f"{type(error).__name__}: {error}"
-        file.write(f'\n],\n"complete": {json.dumps(error is None)},\n"error": {json.dumps(message)}}}\n')
+        message = None if error is None else _describe_error(error, self._frames)
+        file.write(f'\n],\n"complete": {json.dumps(error is None)},\n"frames_written": {self._frames},\n'
+                   f'"error": {json.dumps(message)}}}\n')
         file.close()
+
+
+def _describe_error(error: BaseException, frames: int) -> str:
+    """What stopped a run and how far it got, e.g. "stopped by SIGTERM after 12 frames"."""
+    if isinstance(error, KeyboardInterrupt):
+        reason = str(error) or "stopped by Ctrl-C"
+        return f"{reason} after {frames} frame{'s' * (frames != 1)}"
+    return f"{type(error).__name__}: {error}"
 
 
 class OverlayVideoWriter(_ResultsFile):
