@@ -75,7 +75,7 @@ def run_offline(pipeline: Sam3Pipeline, concepts: list[Concept], input_path: str
     with McapResultsWriter(output_dir / RESULTS_BAG) as bag, \
             JsonResultsWriter(output_dir / RESULTS_JSON, source=str(input_path),
                               prompts=[describe_concept(c) for c in concepts], model=model_description) as js, \
-            OverlayVideoWriter(output_dir / OVERLAY_VIDEO, fps=_fps_of(source)) as video:
+            OverlayVideoWriter(output_dir / OVERLAY_VIDEO, fps=source.fps, on_warning=_collect(summary)) as video:
         bar = tqdm(total=total, unit="frame", disable=not progress, desc="sam3")
         try:
             for frame in _limit(source, max_frames):
@@ -84,7 +84,7 @@ def run_offline(pipeline: Sam3Pipeline, concepts: list[Concept], input_path: str
                 bag.write(result)
                 js.write(result)
                 if overlay:
-                    video.write(draw_overlay(frame.rgb, result))
+                    video.write(draw_overlay(frame.rgb, result), frame.stamp_ns)
                 summary.frames += 1
                 summary.instances += len(result.instances)
                 summary.track_ids.update(i.track_id for i in result.instances)
@@ -108,11 +108,6 @@ def _limit(frames: Iterable[Frame], max_frames: int | None) -> Iterable[Frame]:
         if max_frames is not None and count >= max_frames:
             return
         yield frame
-
-
-def _fps_of(source) -> float:
-    fps = getattr(source, "fps", None)
-    return float(fps) if fps and fps > 0 else 30.0
 
 
 def _collect(summary: RunSummary):

@@ -213,11 +213,45 @@ def test_overlay_video_is_playable_after_an_error(tmp_path):
     assert len(read_video(path)) == 3
 
 
-def test_overlay_video_checks_frames(tmp_path):
+def test_overlay_video_scales_a_frame_of_another_size_with_one_warning(tmp_path):
+    warnings = []
+    with OverlayVideoWriter(tmp_path / "overlay.mp4", fps=10, on_warning=warnings.append) as video:
+        video.write(np.zeros((HEIGHT, WIDTH, 3), np.uint8))
+        video.write(np.full((2 * HEIGHT, 2 * WIDTH, 3), 200, np.uint8))  # twice the size: fills the frame
+        video.write(np.full((10, 10, 3), 200, np.uint8))  # square: bars left and right
+    frames = read_video(tmp_path / "overlay.mp4")
+    assert len(frames) == 3 and all(f.shape[:2] == (HEIGHT, WIDTH) for f in frames)
+    assert frames[1].mean() > 180
+    assert frames[2][:, :5].mean() < 20 and frames[2][:, WIDTH // 2].mean() > 180
+    assert len(warnings) == 1 and f"{2 * WIDTH}x{2 * HEIGHT}" in warnings[0]
+
+
+@pytest.mark.parametrize("step_ns, fps", [(100_000_000, 10.0), (66_666_667, 15.0), (33_333_333, 30.0)])
+def test_overlay_video_without_a_rate_takes_it_from_the_stamps(tmp_path, step_ns, fps):
+    path = tmp_path / "overlay.mp4"
+    with OverlayVideoWriter(path, fps=None) as video:
+        for i in range(12):
+            video.write(np.zeros((HEIGHT, WIDTH, 3), np.uint8), 5 * 10**9 + i * step_ns)
+    capture = cv2.VideoCapture(str(path))
+    assert capture.get(cv2.CAP_PROP_FPS) == pytest.approx(fps, rel=1e-3)
+    capture.release()
+    assert len(read_video(path)) == 12
+
+
+def test_overlay_video_of_fewer_frames_than_the_rate_probe_is_whole(tmp_path):
+    path = tmp_path / "overlay.mp4"
+    with OverlayVideoWriter(path, fps=None) as video:
+        for i in range(3):
+            video.write(np.zeros((HEIGHT, WIDTH, 3), np.uint8), i * 200_000_000)
+    assert len(read_video(path)) == 3
+    capture = cv2.VideoCapture(str(path))
+    assert capture.get(cv2.CAP_PROP_FPS) == pytest.approx(5.0, rel=1e-3)
+    capture.release()
+
+
+def test_overlay_video_checks_its_state(tmp_path):
     with OverlayVideoWriter(tmp_path / "overlay.mp4", fps=10) as video:
         video.write(np.zeros((HEIGHT, WIDTH, 3), np.uint8))
-        with pytest.raises(ValueError, match="64x48"):
-            video.write(np.zeros((10, 10, 3), np.uint8))
     with pytest.raises(ValueError, match="closed"):
         video.write(np.zeros((HEIGHT, WIDTH, 3), np.uint8))
     with pytest.raises(ValueError, match="fps"):

@@ -48,6 +48,8 @@ class FrameSource(abc.ABC):
     @abc.abstractmethod
     def __iter__(self) -> Iterator[Frame]: ...
 
+    fps: float | None = None  # frames per second when the source knows it (a video's, an image folder's)
+
     def frame_count(self) -> int | None:
         """Number of frames when cheaply known (a container's estimate for videos), else None."""
         return None
@@ -68,7 +70,7 @@ class VideoFileSource(FrameSource):
             if not ok:
                 raise SourceError(f"{self.path}: OpenCV opened the video but could not decode a frame")
             fps = capture.get(cv2.CAP_PROP_FPS)
-            self._fps = fps if fps > 0 else DEFAULT_FPS
+            self.fps = fps if fps > 0 else DEFAULT_FPS
             count = int(capture.get(cv2.CAP_PROP_FRAME_COUNT))
             self._count = count if count > 0 else None
         finally:
@@ -98,7 +100,7 @@ class VideoFileSource(FrameSource):
                 # Some backends report no position (0 or repeats): fall back to index / fps.
                 stamp = round(capture.get(cv2.CAP_PROP_POS_MSEC) * 1e6)
                 if stamp <= last_stamp:
-                    stamp = max(round(index * 1e9 / self._fps), last_stamp + 1)
+                    stamp = max(round(index * 1e9 / self.fps), last_stamp + 1)
                 last_stamp = stamp
                 yield Frame(index, stamp, np.ascontiguousarray(bgr[..., ::-1]), self.frame_id)
                 index += 1
@@ -142,7 +144,8 @@ class RosbagSource(FrameSource):
 
     Reads rosbag2 directories (MCAP or sqlite3), bare .mcap/.db3 files and rosbag1 .bag files.
     Frames are stamped with the message header (the recording time when the header stamp is 0).
-    ``topic`` may be omitted when the recording has exactly one image topic.
+    ``topic`` may be omitted when the recording has exactly one image topic. ``fps`` is None: the
+    rate is in the stamps (OverlayVideoWriter measures it there).
     """
 
     def __init__(self, path: str | Path, topic: str | None = None, on_warning: Warn | None = None):

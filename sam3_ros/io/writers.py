@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import abc
 import json
+import logging
 from pathlib import Path
 from types import TracebackType
 from typing import IO, Any, Callable, Mapping, Sequence, TypeVar
@@ -18,6 +19,8 @@ from rosbags.rosbag2 import StoragePlugin, Writer
 from ..core.results import FrameResult
 from . import messages
 from .ros_types import RosbagsTypes
+
+_log = logging.getLogger(__name__)
 
 INSTANCES_TOPIC = "/sam3/instances"
 DETECTIONS_TOPIC = "/sam3/detections"
@@ -125,29 +128,60 @@ def _describe_error(error: BaseException, frames: int) -> str:
 
 
 class OverlayVideoWriter(_ResultsFile):
-    """An MP4 (mp4v) video of RGB frames of the first frame's size.
+    """An MP4 (mp4v) video of RGB frames, the first frame's size, at the input's rate.
 
-    MPEG-4 needs even sizes: an odd height or width gets one more row or column, repeating the edge.
+    ``fps`` None: the rate is measured from the stamps of the first ``FPS_PROBE_FRAMES`` frames
+    (a rosbag's camera rate), which are held until then. A frame of another size than the first
+    (an image folder of mixed sizes) is scaled to fit, keeping its aspect ratio, with one warning:
+    results.json and the bag keep every frame at its own size. MPEG-4 needs even sizes: an odd
+    height or width gets one more row or column, repeating the edge.
     """
 
-    def __init__(self, path: str | Path, fps: float):
-        if fps <= 0:
+    FPS_PROBE_FRAMES = 8
+
+    def __init__(self, path: str | Path, fps: float | None,
+                 on_warning: Callable[[str], None] | None = None):
+        if fps is not None and not fps > 0:
             raise ValueError(f"fps must be positive, got {fps}")
         self.path = Path(path)
         self.fps = fps
         self.frames_written = 0
+        self._on_warning = on_warning or _log.warning
+        self._pending: list[tuple[np.ndarray, int | None]] = []  # held while the rate is measured
         self._video: cv2.VideoWriter | None = None  # opened by the first frame
         self._size: tuple[int, int] | None = None
+        self._resized = False
         self._closed = False
 
-    def write(self, rgb: np.ndarray) -> None:
+    def write(self, rgb: np.ndarray, stamp_ns: int | None = None) -> None:
         if self._closed:
             raise ValueError(f"{self.path} is closed")
+        if self.fps is None:
+            self._pending.append((rgb, stamp_ns))
+            if len(self._pending) >= self.FPS_PROBE_FRAMES:
+                self._write_pending()
+            return
+        self._write(rgb)
+
+    def _write_pending(self) -> None:
+        if self.fps is None:
+            self.fps = fps_from_stamps([stamp for _, stamp in self._pending])
+        pending, self._pending = self._pending, []
+        for rgb, _ in pending:
+            self._write(rgb)
+
+    def _write(self, rgb: np.ndarray) -> None:
         height, width = rgb.shape[:2]
         if self._video is None:
             self._open((width, height))
         if (width, height) != self._size:
-            raise ValueError(f"frame is {width}x{height}, the video is {self._size[0]}x{self._size[1]}")
+            if not self._resized:
+                self._on_warning(f"{self.path.name}: frame {self.frames_written} is {width}x{height}, the video is "
+                                 f"{self._size[0]}x{self._size[1]}: frames of another size are scaled to fit "
+                                 "(results.json and the bag keep their own size)")
+                self._resized = True
+            rgb = _fit(rgb, self._size)
+            height, width = rgb.shape[:2]
         bgr = np.ascontiguousarray(rgb[..., ::-1])
         self._video.write(cv2.copyMakeBorder(bgr, 0, height % 2, 0, width % 2, cv2.BORDER_REPLICATE))
         self.frames_written += 1
@@ -160,7 +194,35 @@ class OverlayVideoWriter(_ResultsFile):
         self._video, self._size = video, size
 
     def close(self, error: BaseException | None = None) -> None:
+        if self._closed:
+            return
         self._closed = True
-        if self._video is not None:
-            video, self._video = self._video, None
-            video.release()
+        try:
+            if self._pending:  # a short input: its rate comes from the frames there are
+                self._write_pending()
+        finally:
+            if self._video is not None:
+                video, self._video = self._video, None
+                video.release()
+
+
+def fps_from_stamps(stamps: Sequence[int | None], default: float = 30.0) -> float:
+    """Frames per second from frame stamps (ns): one over the median positive step; ``default``
+    when the stamps do not tell (fewer than two, or not increasing)."""
+    known = [s for s in stamps if s is not None]
+    steps = sorted(b - a for a, b in zip(known, known[1:]) if b > a)
+    if not steps:
+        return default
+    return round(1e9 / steps[len(steps) // 2], 3)
+
+
+def _fit(rgb: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """``rgb`` scaled into a (width, height) ``size`` frame, aspect kept, black bars around."""
+    width, height = size
+    scale = min(width / rgb.shape[1], height / rgb.shape[0])
+    new_w, new_h = max(1, round(rgb.shape[1] * scale)), max(1, round(rgb.shape[0] * scale))
+    scaled = cv2.resize(rgb, (new_w, new_h), interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
+    out = np.zeros((height, width, 3), np.uint8)
+    top, left = (height - new_h) // 2, (width - new_w) // 2
+    out[top:top + new_h, left:left + new_w] = scaled
+    return out
