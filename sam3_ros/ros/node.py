@@ -307,12 +307,22 @@ def _filled(message, fields: dict[str, Any]):
     return message
 
 
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
 def main(args: list[str] | None = None) -> None:
     """Spin until SIGINT or SIGTERM, then stop in order: inference thread, subscriptions, node,
-    context. rclpy's own handlers would invalidate the context under a publishing thread."""
+    context. rclpy's own handlers would invalidate the context under a publishing thread.
+
+    Every later SIGINT or SIGTERM is taken too, until the process has exited: a terminal's Ctrl-C
+    reaches the node and `ros2 launch` at once, and launch forwards a second SIGINT moments later.
+    Python restores the default handlers while the interpreter shuts down (a second or more with
+    torch loaded), and the default SIGINT handler would kill the process there (exit -2, "process
+    has died" in launch); signals ignored by then stay ignored to the end.
+    """
     rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
     stop = threading.Event()
-    for signum in (signal.SIGINT, signal.SIGTERM):
+    for signum in STOP_SIGNALS:
         signal.signal(signum, lambda *_: stop.set())
     node = Sam3Node()
     executor = MultiThreadedExecutor(num_threads=4)
@@ -321,8 +331,12 @@ def main(args: list[str] | None = None) -> None:
         while not stop.is_set() and rclpy.ok():
             executor.spin_once(timeout_sec=0.1)
     finally:
-        node.get_logger().info("shutting down")
-        node._stop()
-        executor.shutdown(timeout_sec=5.0)
-        node.destroy_node()
-        rclpy.try_shutdown()
+        try:
+            node.get_logger().info("shutting down")
+            node._stop()
+            executor.shutdown(timeout_sec=5.0)
+            node.destroy_node()
+            rclpy.try_shutdown()
+        finally:
+            for signum in STOP_SIGNALS:  # shutting down already: later signals change nothing
+                signal.signal(signum, signal.SIG_IGN)
