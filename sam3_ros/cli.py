@@ -67,14 +67,14 @@ def _parser() -> argparse.ArgumentParser:
                                            "whose manifest line names none)")
     _add_prompt_args(run)
     _add_model_args(run)
-    run.add_argument("--max-frames", type=int, help="stop after this many frames")
+    run.add_argument("--max-frames", type=POSITIVE_INT, metavar="N", help="stop after this many frames")
     run.add_argument("--no-overlay", action="store_true", help="do not write overlay.mp4")
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
     fleet = run.add_argument_group("with --inputs (Ray)")
-    fleet.add_argument("--workers", type=int, help="workers, each loading the model once (default: one per GPU, "
+    fleet.add_argument("--workers", type=POSITIVE_INT, metavar="N", help="workers, each loading the model once (default: one per GPU, "
                                                    "or per CPU with --device cpu)")
-    fleet.add_argument("--gpus-per-worker", type=float, default=1.0, help="GPUs per worker; 0.5 puts two on a GPU")
-    fleet.add_argument("--cpus-per-worker", type=float, default=1.0, help="CPUs per worker")
+    fleet.add_argument("--gpus-per-worker", type=POSITIVE_FLOAT, default=1.0, metavar="G", help="GPUs per worker; 0.5 puts two on a GPU")
+    fleet.add_argument("--cpus-per-worker", type=POSITIVE_FLOAT, default=1.0, metavar="C", help="CPUs per worker")
     fleet.add_argument("--ray-address", help="a Ray cluster (ray://HOST:10001 or HOST:6379); default: a local Ray")
     run.set_defaults(handler=_run)
 
@@ -94,19 +94,43 @@ def _parser() -> argparse.ArgumentParser:
     engines.set_defaults(handler=_build_engines)
 
     bench = commands.add_parser("bench", help="per-stage latency of the configured model with N live tracks")
-    bench.add_argument("--tracks", type=int, nargs="+", default=[1, 5, 10])
-    bench.add_argument("--frames", type=int, default=30)
-    bench.add_argument("--warmup", type=int, default=8)
-    bench.add_argument("--image", type=int, nargs=2, default=[720, 1280], metavar=("H", "W"))
+    bench.add_argument("--tracks", type=POSITIVE_INT, nargs="+", default=[1, 5, 10], metavar="N",
+                       help="live track counts to measure, one line each (default: 1 5 10)")
+    bench.add_argument("--frames", type=POSITIVE_INT, default=30, metavar="N",
+                       help="frames timed per track count (default: 30)")
+    bench.add_argument("--warmup", type=NONNEGATIVE_INT, default=8, metavar="N",
+                       help="frames run first and not timed (default: 8)")
+    bench.add_argument("--image", type=POSITIVE_INT, nargs=2, default=[720, 1280], metavar=("H", "W"),
+                       help="synthetic frame size in pixels (default: 720 1280)")
     _add_model_args(bench)
     bench.set_defaults(handler=_bench)
 
     demo = commands.add_parser("demo", help="run the offline runner on a generated clip (tiny model by default)")
-    demo.add_argument("--output", default="out/demo", help="output directory")
-    demo.add_argument("--frames", type=int, default=48)
+    demo.add_argument("--output", default="out/demo",
+                      help="output folder: new, or one an earlier demo wrote (default: out/demo)")
+    demo.add_argument("--frames", type=POSITIVE_INT, default=48, metavar="N",
+                      help="frames of the generated clip (default: 48)")
     _add_model_args(demo)
     demo.set_defaults(handler=_demo)
     return parser
+
+
+def _number(kind: type, low: float, low_open: bool = False):
+    """An argparse type: a ``kind`` number at least (or, ``low_open``, above) ``low``."""
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {'a whole number' if kind is int else 'a number'}, "
+                                             f"got {text!r}") from None
+        if value < low or (low_open and value == low) or value != value:
+            raise argparse.ArgumentTypeError(f"must be {'>' if low_open else '>='} {low}, got {text}")
+        return value
+    parse.__name__ = kind.__name__  # argparse names the type in its messages
+    return parse
+
+
+POSITIVE_INT, NONNEGATIVE_INT, POSITIVE_FLOAT = _number(int, 1), _number(int, 0), _number(float, 0, low_open=True)
 
 
 def _add_prompt_args(parser: argparse.ArgumentParser) -> None:
@@ -179,14 +203,18 @@ def parse_concepts(prompts: list[str], boxes: list[str]) -> list:
 
 def _run(args: argparse.Namespace) -> int:
     from .factory import load_pipeline
-    from .runner import run_offline
+    from .runner import check_run, run_offline
 
     if args.inputs:
         return _run_fleet(args)
     if args.workers or args.ray_address:
         raise ValueError("--workers and --ray-address go with --inputs (many recordings on Ray)")
     concepts = parse_concepts(args.prompt, args.box)
-    loaded = load_pipeline(_config_from(args))
+    config = _config_from(args)
+    # Inputs, output folder and boxes are checked before the model loads (3.4 GB for the real one).
+    concepts = check_run(args.input, args.output, concepts, args.image_topic,
+                         on_warning=lambda note: print(f"warning: {note}", file=sys.stderr))
+    loaded = load_pipeline(config)
     print(loaded.description, file=sys.stderr)
     with args.stop_signals.deferred():  # a signal stops the run between frames, every file closed
         summary = run_offline(loaded.pipeline, concepts, args.input, args.output,

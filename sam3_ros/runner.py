@@ -7,6 +7,7 @@ bad frame or a broken stream is kept.
 from __future__ import annotations
 
 import logging
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,7 +16,7 @@ from typing import Callable, Iterable
 from tqdm import tqdm
 
 from .core.pipeline import Sam3Pipeline
-from .core.prompts import Concept
+from .core.prompts import Concept, fit_to_image
 from .io.overlay import draw_overlay
 from .io.sources import Frame, SourceError, open_source
 from .io.writers import JsonResultsWriter, McapResultsWriter, OverlayVideoWriter
@@ -101,6 +102,41 @@ def run_offline(pipeline: Sam3Pipeline, concepts: list[Concept], input_path: str
             bar.close()
     summary.seconds = time.perf_counter() - start
     return summary
+
+
+def check_run(input_path: str | Path, output_dir: str | Path, concepts: list[Concept],
+              image_topic: str | None = None, on_warning: Callable[[str], None] | None = None) -> list[Concept]:
+    """Everything a run needs that can be checked before the model loads; the concepts to run.
+
+    Opens the input and reads its first frame (SourceError when it cannot), refuses an output
+    folder that holds results or cannot be written (FileExistsError, ValueError), and cuts exemplar
+    boxes to the first frame (a box reaching outside is cut, with a note to ``on_warning``; one
+    wholly outside raises PromptError). Nothing is written.
+    """
+    output_dir = Path(output_dir)
+    source = open_source(input_path, image_topic=image_topic, on_warning=lambda _: None)
+    first = next(iter(source), None)
+    if first is None:
+        raise SourceError(f"{input_path} holds no readable frame")
+    check_output_dir(output_dir)
+    fitted = []
+    for concept in concepts:
+        concept, notes = fit_to_image(concept, first.rgb.shape[:2])
+        for note in notes:
+            (on_warning or log.warning)(note)
+        fitted.append(concept)
+    return fitted
+
+
+def check_output_dir(output_dir: Path) -> None:
+    """Refuse an output folder that is a file, already holds results, or cannot be created or written."""
+    if output_dir.exists() and not output_dir.is_dir():
+        raise FileExistsError(f"--output {output_dir} is a file; give a folder")
+    if output_dir.is_dir():
+        _refuse_to_overwrite(output_dir)
+    existing = next(p for p in (output_dir, *output_dir.parents) if p.exists())
+    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+        raise ValueError(f"--output {output_dir}: cannot write in {existing}")
 
 
 def _limit(frames: Iterable[Frame], max_frames: int | None) -> Iterable[Frame]:

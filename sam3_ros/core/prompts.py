@@ -126,6 +126,27 @@ def _validate_box(
     )
 
 
+def fit_to_image(concept: Concept, image_size: tuple[int, int]) -> tuple[Concept, list[str]]:
+    """``concept`` with each exemplar box cut to the (height, width) image, and a note per box cut.
+
+    A box with less than MIN_BOX_SIDE_PX of it inside the image raises PromptError: it shows
+    nothing, and the concept would be disabled on the first frame.
+    """
+    height, width = image_size
+    boxes, notes = [], []
+    for index, box in enumerate(concept.exemplars):
+        inside = ExemplarBox(max(box.x1, 0.0), max(box.y1, 0.0), min(box.x2, float(width)),
+                             min(box.y2, float(height)), box.positive)
+        where = f"concept {concept.id!r}, exemplar box {index} {box.as_tuple()}"
+        if inside.x2 - inside.x1 < MIN_BOX_SIDE_PX or inside.y2 - inside.y1 < MIN_BOX_SIDE_PX:
+            raise PromptError(f"{where} lies outside the {width}x{height} image (boxes are in pixels of the "
+                              "first frame: x from 0 to the width, y from 0 to the height)")
+        if inside != box:
+            notes.append(f"{where} reaches outside the {width}x{height} image: cut to {inside.as_tuple()}")
+        boxes.append(inside)
+    return replace(concept, exemplars=tuple(boxes)), notes
+
+
 def _slug(text: str) -> str:
     slug = re.sub(r"[^A-Za-z0-9]+", "_", text.lower()).strip("_")[:64]
     if not slug:

@@ -39,7 +39,7 @@ from .controller import NodeCore
 from .find import FindReason, run_find
 from ..core.config import PipelineConfig
 from .lifecycle import transition_refusal
-from .params import NodeParams, all_parameters, parameter_change_refusal, split_parameters
+from .params import NodeParams, all_parameters, parameter_change_refusal, parameter_ranges, split_parameters
 from .rclpy_types import RclpyTypes
 from .worker import InferenceWorker
 
@@ -107,13 +107,16 @@ class Sam3Node(LifecycleNode):
         core_log.addHandler(_RosLogHandler(self.get_logger()))
         core_log.setLevel(logging.INFO)
         core_log.propagate = False
+        ranges = parameter_ranges()
         for name, (default, description) in all_parameters().items():
             # Dynamic typing where rclpy's strict typing bites: an empty-list default is typed as a
             # byte array whatever the descriptor says (rclpy #912), and `-p x:=1` for a float
-            # parameter is an integer. split_parameters() checks and converts every value.
+            # parameter is an integer. split_parameters() checks and converts every value, and
+            # enforces the range shown as the descriptor's constraints (`ros2 param describe`).
             loose = isinstance(default, (list, float))
             typing = dict(dynamic_typing=True) if loose else dict(type=_PARAMETER_TYPES[type(default)])
-            self.declare_parameter(name, default, ParameterDescriptor(description=description, **typing))
+            self.declare_parameter(name, default, ParameterDescriptor(
+                description=description, additional_constraints=ranges[name], **typing))
         self.core: NodeCore | None = None
         self._pubs: dict[str, Any] = {}
         self._camera_inputs: list[Any] = []  # not `_subscriptions`: that name is rclpy's own list
@@ -175,6 +178,10 @@ class Sam3Node(LifecycleNode):
             return response
         service.callback = guarded
 
+    def _has_subscribers(self, output: str) -> bool:
+        publisher = self._pubs.get(output)
+        return publisher is not None and publisher.get_subscription_count() > 0
+
     # -- life cycle --------------------------------------------------------------------------------------
     @_logged_transition
     def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
@@ -190,8 +197,7 @@ class Sam3Node(LifecycleNode):
             self._pubs[key] = self.create_lifecycle_publisher(msg_type, topic, 10)
         latched = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
         self._pubs["label_info"] = self.create_lifecycle_publisher(LabelInfo, "~/label_info", latched)
-        cloud = self._pubs["instance_points"]
-        self.core.cloud_wanted = lambda: cloud.get_subscription_count() > 0  # no subscriber: no cloud built
+        self.core.subscribed = self._has_subscribers  # outputs nobody subscribes to are not built
         if self.core.params.target_frame:
             import tf2_ros
 
