@@ -36,7 +36,8 @@ ARGUMENTS = {  # name -> (default, description); an empty default leaves the val
     "device": ("", "auto | cpu | cuda | cuda:N (empty: params_file, default auto)"),
     "target_frame": ("", "TF frame for 3D positions (empty: params_file, default the camera frame)"),
     "namespace": ("", "namespace of the node; its topics and services are <namespace>/sam3/..."),
-    "autostart": ("true", "configure the node, then activate it once configure succeeded"),
+    "autostart": ("true", "at start-up: configure the node, then activate it if configure succeeded "
+                          "(later transitions are yours: ros2 lifecycle set)"),
     "rviz": ("false", "start rviz2 with config/sam3.rviz"),
     "use_sim_time": ("false", "use the /clock topic (bag playback, simulation)"),
     "log_level": ("info", "debug | info | warn | error | fatal"),
@@ -121,11 +122,13 @@ def _launch_setup(context):
             return EmitEvent(event=ChangeState(lifecycle_node_matcher=matches_action(node),
                                                transition_id=transition_id))
         # configuring -> inactive happens only when configure succeeded (a failure goes back to
-        # unconfigured), so activate never follows a failed configure or a later deactivate.
+        # unconfigured), so activate never follows a failed configure or a later deactivate. It acts
+        # once, at start-up: a later configure by hand (deactivate, cleanup, configure to apply new
+        # parameters) stays inactive until you activate it.
         actions += [
             RegisterEventHandler(OnStateTransition(
                 target_lifecycle_node=node, start_state="configuring", goal_state="inactive",
-                entities=[change_state(Transition.TRANSITION_ACTIVATE)])),
+                entities=[change_state(Transition.TRANSITION_ACTIVATE)], handle_once=True)),
             change_state(Transition.TRANSITION_CONFIGURE),
         ]
     if _flag("rviz", argument("rviz")):

@@ -3,7 +3,8 @@
     ros2 launch sam3_ros sam3_realsense.launch.py prompts:="yellow forklift,person" \
         checkpoint:=$HOME/models/sam3 rviz:=true
 
-Every argument of sam3.launch.py passes through. realsense2_camera's rs_launch.py is included
+Every argument of sam3.launch.py passes through (and `--show-args` lists them), but image,
+camera_info and depth, which are the camera's topics. realsense2_camera's rs_launch.py is included
 when that package is installed; otherwise start the camera yourself with the same names.
 
 Topic names are those of realsense-ros 4.54 and later: /<camera_namespace>/<camera_name>/...,
@@ -14,6 +15,7 @@ the colour image's size and frame). Verified against rs_launch.py's declared arg
 files of other projects wired to these topics; not run here. Releases before 4.54 publish
 /camera/color/... (pass camera_namespace:="" there).
 """
+import importlib.util
 import os
 
 from ament_index_python.packages import PackageNotFoundError, get_package_share_directory
@@ -35,6 +37,20 @@ CAMERA_ARGUMENTS = {  # rs_launch.py argument -> value
 }
 
 
+def _sam3_launch() -> str:
+    return os.path.join(get_package_share_directory(PACKAGE), "launch", "sam3.launch.py")
+
+
+def _sam3_arguments() -> list:
+    """sam3.launch.py's own DeclareLaunchArgument actions, but for the streams set here: declared
+    again so that `--show-args` lists them; their values reach the included file unchanged."""
+    spec = importlib.util.spec_from_file_location("sam3_launch", _sam3_launch())
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return [argument for argument in module.generate_launch_description().get_launch_arguments()
+            if argument.name not in STREAMS]
+
+
 def _launch_setup(context):
     camera_namespace = LaunchConfiguration("camera_namespace").perform(context).strip("/")
     camera_name = LaunchConfiguration("camera_name").perform(context).strip("/")
@@ -49,9 +65,8 @@ def _launch_setup(context):
         camera_arguments = {"camera_namespace": camera_namespace, "camera_name": camera_name, **CAMERA_ARGUMENTS}
         actions.append(GroupAction([IncludeLaunchDescription(  # scoped: the camera's arguments stay its own
             PythonLaunchDescriptionSource(rs_launch), launch_arguments=camera_arguments.items())]))
-    sam3_launch = os.path.join(get_package_share_directory(PACKAGE), "launch", "sam3.launch.py")
     topics = {argument: f"{prefix}/{suffix}" for argument, suffix in STREAMS.items()}
-    actions.append(IncludeLaunchDescription(PythonLaunchDescriptionSource(sam3_launch),
+    actions.append(IncludeLaunchDescription(PythonLaunchDescriptionSource(_sam3_launch()),
                                             launch_arguments=topics.items()))
     return actions
 
@@ -60,5 +75,6 @@ def generate_launch_description():
     return LaunchDescription([
         DeclareLaunchArgument("camera_namespace", default_value="camera", description="realsense camera_namespace"),
         DeclareLaunchArgument("camera_name", default_value="camera", description="realsense camera_name"),
+        *_sam3_arguments(),
         OpaqueFunction(function=_launch_setup),
     ])
