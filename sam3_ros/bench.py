@@ -13,9 +13,11 @@ from .core.config import PipelineConfig
 from .core.pipeline import Sam3Pipeline
 from .core.prompts import make_concept
 
+# IoU thresholds at 1.0, the most the settings allow: only identical masks would associate or
+# count as duplicates, which distinct detector queries do not produce.
 HOLD_TRACKS = {
     "detection.score_threshold": 1e-6, "detection.nms_iou": 1.0, "detection.new_track_threshold": 1e-6,
-    "tracking.assoc_iou": 1.01, "tracking.duplicate_iou": 1.01, "tracking.keep_alive": 10**9,
+    "tracking.assoc_iou": 1.0, "tracking.duplicate_iou": 1.0, "tracking.keep_alive": 10**9,
     "tracking.tentative_max_age": 10**9, "tracking.tentative_max_misses": 10**9,
 }
 STAGES = ("preprocess", "vision", "detector", "tracker", "association", "memory", "postprocess")
