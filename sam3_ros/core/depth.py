@@ -8,7 +8,9 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from .geometry import pca_box, quaternion_to_matrix as quaternion_matrix  # noqa: F401  (re-exported)
+from .geometry import MAX_STATISTICS_POINTS, pca_box, quaternion_to_matrix as quaternion_matrix  # noqa: F401
+from .masks import MaskCrop
+from .point_cloud import downsample
 from .results import Position3D
 
 # Outlier rule: keep points whose depth lies within max(MIN_BAND_M, BAND_SIGMAS * sigma) of the
@@ -31,36 +33,57 @@ def instance_points(
     cy: float,
     min_points: int = 20,
 ) -> np.ndarray | None:
-    """(N, 3) float64 points of a mask's pixels with valid, non-outlier depth, in the depth camera's frame.
-
-    ``depth_m`` is (H, W) float metres with NaN/0 for no reading; fx, fy, cx, cy are the depth
-    image's intrinsics. A mask of another resolution is resized to the depth image
-    (nearest neighbour) first. Returns None when fewer than ``min_points`` points remain.
-    """
+    """(N, 3) float64 points of a full (H, W) mask's pixels with valid, non-outlier depth, in the
+    depth camera's frame (see ``crop_points``). A mask of another resolution is resized to the
+    depth image (nearest neighbour) first."""
     if mask.ndim != 2 or depth_m.ndim != 2:
         raise ValueError(f"expected (H, W) mask and depth, got {mask.shape} and {depth_m.shape}")
     if mask.shape != depth_m.shape:
         height, width = depth_m.shape
         mask = cv2.resize(mask.astype(np.uint8), (width, height), interpolation=cv2.INTER_NEAREST)
+    crop = MaskCrop.of(mask.astype(bool))
+    return None if crop is None else crop_points(crop, depth_m, fx, fy, cx, cy, min_points)
+
+
+def crop_points(
+    crop: MaskCrop,
+    depth_m: np.ndarray,
+    fx: float,
+    fy: float,
+    cx: float,
+    cy: float,
+    min_points: int = 20,
+) -> np.ndarray | None:
+    """(N, 3) float64 points of a mask's pixels with valid, non-outlier depth, in the depth camera's frame.
+
+    ``crop`` is the mask inside its box on an image of the depth's size; only the depth under the
+    box is read. ``depth_m`` is (H, W) float metres with NaN/0 for no reading; fx, fy, cx, cy are the
+    depth image's intrinsics. The outlier band (median and MAD of depth) comes from at most
+    ``MAX_STATISTICS_POINTS`` evenly spread points, and applies to all of them. Returns None when
+    fewer than ``min_points`` points remain.
+    """
+    region = crop.region(depth_m)
     with np.errstate(invalid="ignore"):
-        valid = mask.astype(bool) & np.isfinite(depth_m) & (depth_m > 0)
+        valid = crop.bits & np.isfinite(region) & (region > 0)
     rows, cols = np.nonzero(valid)
-    z = depth_m[rows, cols].astype(np.float64)
+    z = region[rows, cols].astype(np.float64)
     if z.size < min_points:
         return None
 
-    median = np.median(z)
-    band = max(MIN_BAND_M, BAND_SIGMAS * _MAD_TO_SIGMA * np.median(np.abs(z - median)))
+    sample = downsample(z, MAX_STATISTICS_POINTS)
+    median = np.median(sample)
+    band = max(MIN_BAND_M, BAND_SIGMAS * _MAD_TO_SIGMA * np.median(np.abs(sample - median)))
     keep = np.abs(z - median) <= band
     if np.count_nonzero(keep) < min_points:
         return None
-    z, rows, cols = z[keep], rows[keep], cols[keep]
+    z, rows, cols = z[keep], rows[keep] + crop.y1, cols[keep] + crop.x1
     return np.stack([(cols - cx) * z / fx, (rows - cy) * z / fy, z], axis=1)
 
 
 def position_of_points(points: np.ndarray, frame_id: str) -> Position3D:
-    """Centroid, robust axis-aligned extent and PCA box (when enough points) of (N, 3) points."""
-    low, high = np.percentile(points, EXTENT_PERCENTILES, axis=0)
+    """Centroid (all points), robust axis-aligned extent (percentiles of at most
+    ``MAX_STATISTICS_POINTS`` evenly spread points) and PCA box (when enough points) of (N, 3) points."""
+    low, high = np.percentile(downsample(points, MAX_STATISTICS_POINTS), EXTENT_PERCENTILES, axis=0)
     return Position3D(
         frame_id=frame_id,
         centroid=_triple(points.mean(axis=0)),

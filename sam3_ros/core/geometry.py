@@ -11,8 +11,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .point_cloud import downsample
+
 # Below this many points a PCA box is not trusted: the axis-aligned box is used instead.
 MIN_OBB_POINTS = 30
+# Statistics that need a sort or a fit (median, percentiles, PCA axes) use at most this many evenly
+# spread points of an instance; means and box extents use all of them. Below the cap: exact.
+MAX_STATISTICS_POINTS = 50_000
 
 
 @dataclass(frozen=True)
@@ -40,7 +45,8 @@ def pca_box(points: np.ndarray, min_points: int = MIN_OBB_POINTS) -> OrientedBox
         return None
     mean = points.mean(axis=0)
     centred = points - mean
-    _, vectors = np.linalg.eigh(centred.T @ centred)  # ascending eigenvalues
+    fit = downsample(centred, MAX_STATISTICS_POINTS)
+    _, vectors = np.linalg.eigh(fit.T @ fit)           # ascending eigenvalues
     axes = vectors[:, ::-1].copy()                     # columns: largest variance first
     if np.linalg.det(axes) < 0:
         axes[:, 2] = -axes[:, 2]                       # right-handed

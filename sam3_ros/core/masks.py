@@ -6,19 +6,65 @@ mask flattened in column-major (Fortran) order, always starting with a run of 0s
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 
 
 @dataclass(frozen=True)
+class MaskCrop:
+    """A mask's pixels inside its tight box: ``bits`` is (h, w) bool with its top-left pixel at
+    (x1, y1) of the image; the box is (x1, y1, x1 + w, y1 + h) in pixel edges."""
+
+    x1: int
+    y1: int
+    bits: np.ndarray
+
+    @property
+    def x2(self) -> int:
+        return self.x1 + self.bits.shape[1]
+
+    @property
+    def y2(self) -> int:
+        return self.y1 + self.bits.shape[0]
+
+    def region(self, image: np.ndarray) -> np.ndarray:
+        """The view of an (H, W, ...) image under the crop's box."""
+        return image[self.y1:self.y2, self.x1:self.x2]
+
+    def paste(self, image: np.ndarray, value) -> None:
+        """Set the mask's pixels of ``image`` to ``value``."""
+        self.region(image)[self.bits] = value
+
+    def to_array(self, height: int, width: int) -> np.ndarray:
+        """The full (height, width) boolean mask."""
+        full = np.zeros((height, width), dtype=bool)
+        self.paste(full, True)
+        return full
+
+    @classmethod
+    def of(cls, mask: np.ndarray) -> "MaskCrop | None":
+        """The tight crop of an (H, W) boolean array; None when it is empty."""
+        box = mask_bbox_xyxy(mask)
+        if box is None:
+            return None
+        x1, y1, x2, y2 = (int(v) for v in box)
+        return cls(x1, y1, np.ascontiguousarray(mask[y1:y2, x1:x2], dtype=bool))
+
+
+@dataclass(frozen=True)
 class RleMask:
-    """A lossless binary mask of an image of ``height`` x ``width`` pixels."""
+    """A lossless binary mask of an image of ``height`` x ``width`` pixels.
+
+    It may carry its tight crop (``MaskCrop``), as the pipeline's masks do, so that consumers read
+    pixels without decoding the RLE; ``crop()`` decodes only for a mask made without one.
+    """
 
     height: int
     width: int
     counts: tuple[int, ...]
+    _crop: MaskCrop | None = field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         if sum(self.counts) != self.height * self.width:
@@ -34,7 +80,8 @@ class RleMask:
         if mask.ndim != 2:
             raise ValueError(f"expected an (H, W) mask, got shape {tuple(mask.shape)}")
         height, width = mask.shape
-        return cls(int(height), int(width), _run_lengths(mask.bool().t().reshape(-1)))
+        crop = MaskCrop.of(mask.cpu().numpy().astype(bool, copy=False))
+        return cls(int(height), int(width), _run_lengths(mask.bool().t().reshape(-1)), crop)
 
     @classmethod
     def from_coco(cls, rle: dict) -> "RleMask":
@@ -44,8 +91,19 @@ class RleMask:
     def to_coco(self) -> dict:
         return {"size": [self.height, self.width], "counts": list(self.counts)}
 
+    def crop(self) -> MaskCrop | None:
+        """The mask inside its tight box (None when empty); decoded from the RLE only if missing."""
+        if self._crop is None and self.area > 0:
+            object.__setattr__(self, "_crop", MaskCrop.of(self._decode()))
+        return self._crop
+
     def to_array(self) -> np.ndarray:
-        """Decode to an (H, W) boolean numpy array."""
+        """The full (H, W) boolean numpy array."""
+        crop = self.crop()
+        return crop.to_array(self.height, self.width) if crop is not None else \
+            np.zeros((self.height, self.width), dtype=bool)
+
+    def _decode(self) -> np.ndarray:
         values = np.zeros(len(self.counts), dtype=bool)
         values[1::2] = True
         flat = np.repeat(values, self.counts)
@@ -57,10 +115,8 @@ class RleMask:
 
     def bbox_xyxy(self) -> tuple[float, float, float, float] | None:
         """Tight box around the mask in pixel-edge coordinates, or None if empty."""
-        if self.area == 0:
-            return None
-        mask = self.to_array()
-        return mask_bbox_xyxy(mask)
+        crop = self.crop()
+        return None if crop is None else (float(crop.x1), float(crop.y1), float(crop.x2), float(crop.y2))
 
 
 def mask_bbox_xyxy(mask: np.ndarray) -> tuple[float, float, float, float] | None:

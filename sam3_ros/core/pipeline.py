@@ -19,13 +19,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from ..backends.base import PromptFeatures, Sam3Components, TrackerOutput, VisionFeatures
 from ..model.preprocess import image_to_pixel_values, tokenize
 from .config import PipelineConfig
 from .mask_ops import mask_iou, mask_nms, suppress_shrunk_overlaps
-from .masks import RleMask, masks_bbox_xyxy
+from .frame_masks import upsample_masks
 from .memory_bank import MemoryEntry, TrackMemory, batch_memories, layout_key
 from .prompts import Concept, PromptError, PromptSet, validate_concept
 from .results import FrameResult, Instance
@@ -33,7 +32,6 @@ from .tracking import Decisions, Observations, TrackManager
 
 log = logging.getLogger(__name__)
 
-OUTPUT_UPSAMPLE_CHUNK = 16  # masks upsampled to image size at once (bounds peak memory)
 BIRTH_MEMORY_LOGIT = 50.0   # a given binary mask, as logits, for memory encoding
 
 
@@ -474,20 +472,14 @@ class Sam3Pipeline:
             logits.append(prop.mask_logits[row])
             matched = track.track_id in decisions.matched
             scores.append(track.score if matched else track.score * float(torch.sigmoid(prop.object_logits[row])))
+        upsampled = upsample_masks(torch.stack(logits), image_size)
         instances = []
-        for start in range(0, len(reported), OUTPUT_UPSAMPLE_CHUNK):
-            chunk = slice(start, start + OUTPUT_UPSAMPLE_CHUNK)
-            full = F.interpolate(torch.stack(logits[chunk])[:, None], size=image_size, mode="bilinear",
-                                 align_corners=False)[:, 0] > 0
-            boxes = masks_bbox_xyxy(full).cpu().tolist()
-            for track, mask, box, score in zip(reported[chunk], full, boxes, scores[chunk]):
-                if box[2] <= box[0]:
-                    continue  # vanished at image resolution
-                concept = self._concepts[track.concept_id].concept
-                instances.append(Instance(
-                    track_id=track.track_id, concept_id=track.concept_id, label=concept.label, score=score,
-                    box_xyxy=tuple(box), state=track.state, mask=RleMask.from_array(mask),
-                ))
+        for track, mask, box, score in zip(reported, upsampled.masks, upsampled.boxes, scores):
+            if mask is None:
+                continue  # vanished at image resolution
+            concept = self._concepts[track.concept_id].concept
+            instances.append(Instance(track_id=track.track_id, concept_id=track.concept_id, label=concept.label,
+                                      score=score, box_xyxy=box, state=track.state, mask=mask))
         return instances
 
 

@@ -3,11 +3,21 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
+from typing import Callable
 
 import numpy as np
 
 from .geometry import OrientedBox
 from .masks import RleMask
+
+
+ID_IMAGE_VALUES = 65535  # non-zero values of a mono16 pixel
+
+
+def id_image_value(track_id: int) -> int:
+    """The instance-ID image pixel of a track: ids wrap into 1..65535 as ((id - 1) % 65535) + 1,
+    so 0 stays "no instance" and track 65536 shares pixel value 1 with track 1."""
+    return (track_id - 1) % ID_IMAGE_VALUES + 1
 
 
 class TrackState(enum.IntEnum):
@@ -89,12 +99,23 @@ class FrameResult:
             "instances": [inst.to_json() for inst in self.instances],
         }
 
-    def instance_id_image(self, id_of=lambda inst: inst.track_id) -> np.ndarray:
-        """(H, W) uint16 image: each instance's pixels hold ``id_of(instance)``, 0 elsewhere.
+    _id_image: np.ndarray | None = field(default=None, init=False, repr=False, compare=False)
 
-        Where masks overlap, the higher-scoring instance wins.
+    def instance_id_image(self, id_of: Callable[[Instance], int] | None = None) -> np.ndarray:
+        """(H, W) uint16 image: each instance's pixels hold ``id_of(instance)`` (default: its
+        ``id_image_value``), 0 elsewhere. Where masks overlap, the higher-scoring instance wins.
+
+        Painted once from the masks' crops (work grows with mask area, not frame size beyond one
+        allocation); the default image is kept, so the ID image and the overlay share it.
         """
+        if id_of is None and self._id_image is not None:
+            return self._id_image
+        value_of = id_of or (lambda inst: id_image_value(inst.track_id))
         image = np.zeros((self.image_height, self.image_width), dtype=np.uint16)
         for inst in sorted(self.instances, key=lambda i: i.score):
-            image[inst.mask.to_array()] = id_of(inst)
+            crop = inst.mask.crop()
+            if crop is not None:
+                crop.paste(image, value_of(inst))
+        if id_of is None:
+            self._id_image = image
         return image

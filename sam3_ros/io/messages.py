@@ -12,7 +12,7 @@ import numpy as np
 from ..core.image_encoding import mono16_to_image_fields, rgb_to_image_fields
 from ..core.geometry import OrientedBox
 from ..core.prompts import Concept, ExemplarBox, PromptError, make_concept, validate_concept
-from ..core.results import FrameResult, Instance
+from ..core.results import FrameResult, Instance, id_image_value  # noqa: F401  (re-exported)
 from .overlay import instance_caption, track_colour
 from .ros_types import MessageTypes
 
@@ -28,7 +28,6 @@ MARKER_TEXT_HEIGHT_M = 0.1
 
 _ORIGIN = (0.0, 0.0, 0.0)
 _IDENTITY = (0.0, 0.0, 0.0, 1.0)
-_UINT16_IDS = 65535
 _INT32_IDS = 2**31
 
 
@@ -162,16 +161,9 @@ def detection3d_array(result: FrameResult, header_msg: Any, types: MessageTypes)
                      detections=detections)
 
 
-def id_image_value(track_id: int) -> int:
-    """The instance-id image pixel of a track: ids wrap into 1..65535 as ((id - 1) % 65535) + 1,
-    so 0 stays "no instance" and track 65536 shares pixel value 1 with track 1."""
-    return (track_id - 1) % _UINT16_IDS + 1
-
-
 def instance_id_image(result: FrameResult, header_msg: Any, types: MessageTypes) -> Any:
     """sensor_msgs/Image (mono16): each pixel holds its instance's ``id_image_value``, 0 for none."""
-    pixels = result.instance_id_image(id_of=lambda inst: id_image_value(inst.track_id))
-    return _image(mono16_to_image_fields(pixels), header_msg, types)
+    return _image(mono16_to_image_fields(result.instance_id_image()), header_msg, types)
 
 
 def label_info(tracks: FrameResult | Mapping[int, str], header_msg: Any, types: MessageTypes,

@@ -6,7 +6,7 @@ import colorsys
 import cv2
 import numpy as np
 
-from ..core.results import FrameResult, Instance, TrackState
+from ..core.results import ID_IMAGE_VALUES, FrameResult, Instance, TrackState, id_image_value
 
 _GOLDEN_RATIO_CONJUGATE = 0.6180339887498949
 _FONT = cv2.FONT_HERSHEY_SIMPLEX
@@ -29,8 +29,10 @@ def instance_caption(instance: Instance) -> str:
 def draw_overlay(rgb: np.ndarray, result: FrameResult, alpha: float = 0.5) -> np.ndarray:
     """A copy of the (H, W, 3) uint8 RGB image with every visible instance drawn on it.
 
-    Masks are blended with ``alpha``; lower-scoring instances are drawn first so the best ones
-    end on top. LOST instances (not visible on this frame) are not drawn.
+    Masks come from the result's instance-ID image (shared with the ID image output) and a palette
+    of track colours, blended with ``alpha`` in one pass: each pixel shows the best-scoring
+    instance covering it. Contours, boxes and labels follow, lower-scoring instances first, each
+    from its mask's crop. LOST instances (not visible on this frame) are not drawn.
     """
     if rgb.shape[:2] != (result.image_height, result.image_width):
         raise ValueError(
@@ -38,19 +40,39 @@ def draw_overlay(rgb: np.ndarray, result: FrameResult, alpha: float = 0.5) -> np
             f"{result.image_width}x{result.image_height}"
         )
     canvas = np.array(rgb, dtype=np.uint8, order="C", copy=True)
-    visible = [inst for inst in result.instances if inst.state != TrackState.LOST]
+    visible = sorted((i for i in result.instances if i.state != TrackState.LOST), key=lambda i: i.score)
+    if not visible:
+        return canvas
+    _blend_masks(canvas, result, visible, alpha)
     scale = max(0.4, min(canvas.shape[:2]) / 800)
     thickness = max(1, round(scale * 2))
-    for inst in sorted(visible, key=lambda i: i.score):
+    for inst in visible:
         colour = track_colour(inst.track_id)
-        mask = inst.mask.to_array()
-        canvas[mask] = ((1 - alpha) * canvas[mask] + alpha * np.array(colour)).round().astype(np.uint8)
-        contours, _ = cv2.findContours(mask.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
-        cv2.drawContours(canvas, contours, -1, colour, thickness)
+        crop = inst.mask.crop()
+        if crop is not None:
+            contours, _ = cv2.findContours(crop.bits.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE,
+                                           offset=(crop.x1, crop.y1))
+            cv2.drawContours(canvas, contours, -1, colour, thickness)
         x1, y1, x2, y2 = (round(v) for v in inst.box_xyxy)
         cv2.rectangle(canvas, (x1, y1), (x2 - 1, y2 - 1), colour, thickness)
         _draw_label(canvas, instance_caption(inst), (x1, y1), colour, scale, thickness)
     return canvas
+
+
+def _blend_masks(canvas: np.ndarray, result: FrameResult, visible: list[Instance], alpha: float) -> None:
+    """Blend every visible instance's pixels with its track colour, from the ID image and a palette."""
+    ids = result.instance_id_image()
+    palette = np.zeros((ID_IMAGE_VALUES + 1, 3), dtype=np.float32)
+    drawn = np.zeros(ID_IMAGE_VALUES + 1, dtype=bool)
+    for inst in visible:
+        value = id_image_value(inst.track_id)
+        palette[value] = track_colour(inst.track_id)
+        drawn[value] = True
+    covered = ids > 0
+    if len(visible) < len(result.instances):  # LOST instances are in the ID image but not drawn
+        covered &= drawn[ids]
+    under = canvas[covered]
+    canvas[covered] = ((1 - alpha) * under + alpha * palette[ids[covered]]).round().astype(np.uint8)
 
 
 def _draw_label(canvas: np.ndarray, text: str, corner: tuple[int, int], colour: tuple[int, int, int],

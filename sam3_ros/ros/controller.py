@@ -18,7 +18,7 @@ from typing import Any, Callable
 import numpy as np
 
 from ..core.config import PipelineConfig
-from ..core.depth import instance_points, position_of_points, transform_points
+from ..core.depth import crop_points, instance_points, position_of_points, transform_points
 from ..core.image_encoding import UnsupportedImage, compressed_to_rgb, depth_to_metres, image_to_rgb
 from ..core.pipeline import RefineRequest, Sam3Pipeline
 from ..core.point_cloud import instance_cloud
@@ -142,7 +142,9 @@ class NodeCore:
         self._last_error_log: dict[str, float] = {}
         self._image_size: tuple[int, int] | None = None
         self._sync: StampSynchronizer | None = None
-        self.cloud_wanted: Callable[[], bool] = lambda: True  # the node: "someone subscribes to the cloud"
+        # Whether an optional output (a FrameOutputs field) has a subscriber; the node asks its
+        # publishers. Outputs nobody subscribes to are not built.
+        self.subscribed: Callable[[str], bool] = lambda output: True
         self.focus = Focus()
         self._finds: list[FindSession] = []
         self._find_count = 0
@@ -367,8 +369,11 @@ class NodeCore:
         if transform is not None:
             frame_id = self.params.target_frame
         instances, points_by_track = [], {}
+        same_size = depth.shape == (result.image_height, result.image_width)
         for inst in result.instances:
-            points = instance_points(inst.mask.to_array(), depth, fx, fy, cx, cy)
+            crop = inst.mask.crop() if same_size else None  # else: the mask is resized to the depth image
+            points = crop_points(crop, depth, fx, fy, cx, cy) if crop is not None else \
+                None if same_size else instance_points(inst.mask.to_array(), depth, fx, fy, cx, cy)
             position = None
             if points is not None:
                 points = transform_points(points, *transform) if transform is not None else points
@@ -398,17 +403,19 @@ class NodeCore:
         )
         if item.depth is not None:
             outputs.detections_3d = messages.detection3d_array(result, header, types)
+        wanted = self.subscribed
         if p.publish_id_image:
-            outputs.id_image = messages.instance_id_image(result, header, types)
+            if wanted("id_image"):
+                outputs.id_image = messages.instance_id_image(result, header, types)
             labels = {inst.track_id: inst.label for inst in result.instances}
-            if labels != self._last_labels:
+            if labels != self._last_labels:  # latched: built on every change, subscribers or not
                 outputs.label_info = messages.label_info(labels, header, types)
                 self._last_labels = labels
-        if p.publish_overlay:
+        if p.publish_overlay and wanted("overlay"):
             outputs.overlay = messages.overlay_image(draw_overlay(rgb, result), header, types)
-        if p.publish_markers and item.depth is not None:
+        if p.publish_markers and item.depth is not None and wanted("markers"):
             outputs.markers = messages.marker_array(result, header, types, p.marker_lifetime_s)
-        if p.publish_instance_points and item.depth is not None and self.cloud_wanted():
+        if p.publish_instance_points and item.depth is not None and wanted("instance_points"):
             frame_id = next(iter(i.position_3d.frame_id for i in result.instances if i.position_3d), None)
             cloud_header = _input_stamped(item, frame_id or self._points_frame(item), types)
             outputs.instance_points = messages.point_cloud2(instance_cloud(points, p.instance_points_max),
@@ -425,8 +432,10 @@ class NodeCore:
         if update is None:
             return
         visible = update.instance
-        mask = visible.mask.to_array() if visible is not None else np.zeros((result.image_height, result.image_width), bool)
-        outputs.focus_mask = messages.mask_image(mask, header, self.types)
+        if self.subscribed("focus_mask"):
+            mask = visible.mask.to_array() if visible is not None else \
+                np.zeros((result.image_height, result.image_width), bool)
+            outputs.focus_mask = messages.mask_image(mask, header, self.types)
         has_pose = visible is not None and visible.position_3d is not None
         if has_pose:
             outputs.focus_pose = messages.pose_stamped(visible, header, self.types)

@@ -1,0 +1,235 @@
+"""One frame's masks at camera resolution, made once, batched, on the model's device.
+
+``upsample_masks`` is the single owner of per-pixel mask work. From the instances' low-res mask
+logits (N, h, w) it:
+
+1. finds each instance's region at image resolution: the pixels whose bilinear interpolation can
+   touch the instance's positive low-res pixels (its low-res box, widened by one source pixel);
+2. interpolates every region pixel of every instance in one flat, ragged batch (no padding, no
+   full-frame upsampling), with ``F.interpolate``'s bilinear, ``align_corners=False`` sampling,
+   and thresholds at 0;
+3. takes each instance's tight box and its COCO RLE (run edges in column-major order) there;
+4. brings the region sizes (4 integers per instance) and then the whole batch (boxes, RLE edges,
+   region bits) to the host, one transfer each.
+
+The host gets, per instance, an ``RleMask`` that carries its tight crop, so 3D, the ID image, the
+overlay, focus and the offline runner read pixels without decoding RLE. Host work is a few numpy
+slices per instance; the pixel work is a fixed number of batched tensor passes.
+
+Interpolating a region gives the same values as interpolating the full frame up to float rounding
+(the operations are the same, not their order inside the kernel), so a pixel whose logit is within
+a few ulps of 0 may fall on the other side of the threshold.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+import torch
+
+from .masks import MaskCrop, RleMask
+
+PADDING_LIMIT = 1.5  # a group of regions padded to one size holds at most this many times their pixels
+
+
+@dataclass(frozen=True)
+class UpsampledMasks:
+    """Masks of N instances at image resolution. ``masks[i]`` is None where instance i has no
+    pixel left at image resolution; ``boxes[i]`` is its tight (x1, y1, x2, y2), pixel edges."""
+
+    masks: list[RleMask | None]
+    boxes: list[tuple[float, float, float, float] | None]
+
+
+def upsample_masks(logits: torch.Tensor, image_size: tuple[int, int]) -> UpsampledMasks:
+    """(N, h, w) mask logits on any device -> RLE masks with crops and tight boxes at ``image_size``."""
+    height, width = image_size
+    n = logits.shape[0]
+    if n == 0:
+        return UpsampledMasks([], [])
+    logits = logits.float()
+    rows = _axis_sampling(logits.shape[1], height, str(logits.device))
+    cols = _axis_sampling(logits.shape[2], width, str(logits.device))
+    regions = _regions(logits, rows, cols).cpu().numpy()  # transfer 1: (N, 4) y1, y2, x1, x2
+    parts, layout = [], []
+    for members in _buckets(regions):
+        bits, boxes, edges = _bucket_masks(logits, regions[members], members, rows, cols, height, width)
+        parts += [boxes.flatten(), edges.flatten(), _as_int32(bits)]
+        layout.append((members, tuple(bits.shape), len(edges)))
+    batch = torch.cat([p.int() for p in parts]).cpu().numpy()  # transfer 2: the whole batch
+    return _on_host(batch, layout, regions, n, height, width)
+
+
+# -- device side -------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class _AxisSampling:
+    """Bilinear sampling along one axis of ``F.interpolate(..., align_corners=False)``: output
+    index i reads source indices ``low[i]`` and ``high[i]`` with weights 1 - ``frac[i]``, ``frac[i]``."""
+
+    low: torch.Tensor
+    high: torch.Tensor
+    frac: torch.Tensor
+    low_host: np.ndarray
+    high_host: np.ndarray
+
+
+@lru_cache(maxsize=16)
+def _axis_sampling(source: int, output: int, device: str) -> _AxisSampling:
+    scale = np.float32(source) / np.float32(output)
+    src = (np.arange(output, dtype=np.float32) + np.float32(0.5)) * scale - np.float32(0.5)
+    src = np.maximum(src, np.float32(0))
+    low = src.astype(np.int64)
+    high = np.minimum(low + 1, source - 1)
+    frac = src - low.astype(np.float32)
+    as_tensor = lambda a: torch.from_numpy(a).to(device)  # noqa: E731
+    return _AxisSampling(as_tensor(low), as_tensor(high), as_tensor(frac), low, high)
+
+
+def _regions(logits: torch.Tensor, rows: _AxisSampling, cols: _AxisSampling) -> torch.Tensor:
+    """(N, 4) long: y1, y2, x1, x2 of the output pixels that read a positive low-res pixel."""
+    y1, y2 = _span(logits.amax(dim=2) > 0, rows)
+    x1, x2 = _span(logits.amax(dim=1) > 0, cols)
+    return torch.stack([y1, y2, x1, x2], dim=1)
+
+
+def _span(any_positive: torch.Tensor, axis: _AxisSampling) -> tuple[torch.Tensor, torch.Tensor]:
+    """Output index range [start, stop) whose two source taps reach a positive source index."""
+    n, source = any_positive.shape
+    index = torch.arange(source, device=any_positive.device)
+    first = torch.where(any_positive, index, source).amin(dim=1)
+    last = torch.where(any_positive, index, -1).amax(dim=1)
+    # Output i reads low[i] and high[i] = low[i] + 1 (clamped): it can be positive only if
+    # first - 1 <= low[i] <= last. low is non-decreasing, so that is one index range.
+    start = torch.searchsorted(axis.low, first - 1)
+    stop = torch.searchsorted(axis.low, last, right=True)
+    empty = last < 0
+    return torch.where(empty, 0, start), torch.where(empty, 0, stop)
+
+
+def _buckets(regions: np.ndarray) -> list[list[int]]:
+    """Instances grouped so that padding each group's regions to its largest wastes little:
+    largest first, a group closes when padded pixels would exceed PADDING_LIMIT x its real ones."""
+    heights, widths = regions[:, 1] - regions[:, 0], regions[:, 3] - regions[:, 2]
+    areas = heights * widths
+    buckets: list[list[int]] = []
+    current: list[int] = []
+    max_h = max_w = total = 0
+    for i in np.argsort(-areas, kind="stable"):
+        if areas[i] == 0:
+            break  # nothing positive: no mask
+        grown_h, grown_w = max(max_h, heights[i]), max(max_w, widths[i])
+        if current and (len(current) + 1) * grown_h * grown_w > PADDING_LIMIT * (total + areas[i]):
+            buckets.append(current)
+            current, grown_h, grown_w, total = [], heights[i], widths[i], 0
+        current.append(int(i))
+        max_h, max_w, total = grown_h, grown_w, total + areas[i]
+    return buckets + [current] if current else buckets
+
+
+def _bucket_masks(logits: torch.Tensor, regions: np.ndarray, members: list[int], rows: _AxisSampling,
+                  cols: _AxisSampling, height: int, width: int):
+    """One group's regions, padded to a common size: column-major bits (n, Wb, Hb), tight boxes
+    (n, 4) as x1, y1, x2, y2 (-1 when empty), and RLE edges (E, 2) as (slot, full-frame position)."""
+    device = logits.device
+    n, low_h, low_w = len(members), logits.shape[1], logits.shape[2]
+    region_h, region_w = regions[:, 1] - regions[:, 0], regions[:, 3] - regions[:, 2]
+    pad_h, pad_w = int(region_h.max()), int(region_w.max())
+    first_low_row = rows.low_host[regions[:, 0]]
+    low_rows = int((rows.high_host[regions[:, 1] - 1] - first_low_row).max()) + 1
+    r = torch.from_numpy(np.concatenate([regions, first_low_row[:, None]], axis=1)).to(device)
+    y1, x1, first_low = r[:, 0:1], r[:, 2:3], r[:, 4:5]
+    ys = (y1 + torch.arange(pad_h, device=device)).clamp(max=height - 1)  # (n, Hb) output rows
+    xs = (x1 + torch.arange(pad_w, device=device)).clamp(max=width - 1)   # (n, Wb) output columns
+
+    # Bilinear as F.interpolate computes it: along x on the low-res rows the region reads, then along y.
+    source_rows = (first_low + torch.arange(low_rows, device=device)).clamp(max=low_h - 1)
+    source_rows = source_rows + torch.tensor(members, device=device)[:, None] * low_h
+    picked = logits.reshape(-1, low_w).index_select(0, source_rows.flatten()).view(n, low_rows, low_w)
+    fx = cols.frac[xs][:, None, :]
+    across = (picked.gather(2, cols.low[xs][:, None, :].expand(n, low_rows, pad_w)) * (1 - fx)
+              + picked.gather(2, cols.high[xs][:, None, :].expand(n, low_rows, pad_w)) * fx)
+    across = across.transpose(1, 2).contiguous()                                     # (n, Wb, Lh)
+    top = (rows.low[ys] - first_low).clamp(0, low_rows - 1)[:, None, :].expand(n, pad_w, pad_h)
+    bottom = (rows.high[ys] - first_low).clamp(0, low_rows - 1)[:, None, :].expand(n, pad_w, pad_h)
+    fy = rows.frac[ys][:, None, :]
+    values = across.gather(2, top) * (1 - fy) + across.gather(2, bottom) * fy        # (n, Wb, Hb)
+    inside = ((torch.arange(pad_w, device=device) < r[:, 3:4] - x1)[:, :, None]
+              & (torch.arange(pad_h, device=device) < r[:, 1:2] - y1)[:, None, :])
+    bits = (values > 0) & inside
+
+    boxes = _tight_boxes(bits, x1[:, 0], y1[:, 0])
+    whole_columns = torch.from_numpy((regions[:, 0] == 0) & (regions[:, 1] == height)).to(device)
+    return bits, boxes, _rle_edges(bits, x1[:, 0], y1[:, 0], whole_columns, height, width)
+
+
+def _tight_boxes(bits: torch.Tensor, x1: torch.Tensor, y1: torch.Tensor) -> torch.Tensor:
+    """(n, 4) x1, y1, x2, y2 (exclusive) of each region's positive pixels; -1 when none."""
+    first_col, last_col = _first_last(bits.any(dim=2))
+    first_row, last_row = _first_last(bits.any(dim=1))
+    boxes = torch.stack([x1 + first_col, y1 + first_row, x1 + last_col + 1, y1 + last_row + 1], dim=1)
+    return torch.where((last_col >= 0)[:, None], boxes, -1)
+
+
+def _first_last(flags: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    index = torch.arange(flags.shape[1], device=flags.device)
+    return (torch.where(flags, index, flags.shape[1]).amin(dim=1),
+            torch.where(flags, index, -1).amax(dim=1))
+
+
+def _rle_edges(bits: torch.Tensor, x1: torch.Tensor, y1: torch.Tensor, whole_columns: torch.Tensor,
+               height: int, width: int) -> torch.Tensor:
+    """(E, 2) long: (slot, position) where each region's mask changes value, in full-frame
+    column-major positions, in order. A run of 1s over positions a .. b - 1 gives edges a and b."""
+    before = torch.zeros_like(bits)
+    before[:, :, 1:] = bits[:, :, :-1]
+    after = torch.zeros_like(bits)
+    after[:, :, :-1] = bits[:, :, 1:]
+    # A region spanning whole columns runs on from the bottom of one column to the top of the next.
+    before[:, 1:, 0] |= bits[:, :-1, -1] & whole_columns[:, None]
+    after[:, :-1, -1] |= bits[:, 1:, 0] & whole_columns[:, None]
+    rises = (bits & ~before).nonzero()
+    falls = (bits & ~after).nonzero()
+    rise_at = (x1[rises[:, 0]] + rises[:, 1]) * height + y1[rises[:, 0]] + rises[:, 2]
+    fall_at = (x1[falls[:, 0]] + falls[:, 1]) * height + y1[falls[:, 0]] + falls[:, 2] + 1
+    slots = torch.cat([rises[:, 0], falls[:, 0]])
+    positions = torch.cat([rise_at, fall_at])
+    keep = positions < height * width  # a run reaching the last pixel needs no closing edge
+    slots, positions = slots[keep], positions[keep]
+    order = torch.argsort(slots * (height * width + 1) + positions)
+    return torch.stack([slots[order], positions[order]], dim=1)
+
+
+def _as_int32(bits: torch.Tensor) -> torch.Tensor:
+    flat = bits.flatten().to(torch.uint8)
+    flat = torch.cat([flat, flat.new_zeros((-flat.numel()) % 4)])
+    return flat.view(torch.int32)
+
+
+# -- host side ------------------------------------------------------------------------------------------
+
+def _on_host(batch: np.ndarray, layout, regions: np.ndarray, n: int, height: int, width: int) -> UpsampledMasks:
+    masks: list[RleMask | None] = [None] * n
+    boxes: list[tuple[float, float, float, float] | None] = [None] * n
+    end = np.array([height * width], dtype=np.int64)
+    offset = 0
+    for members, (count, pad_w, pad_h), num_edges in layout:
+        tight = batch[offset: offset + 4 * count].reshape(count, 4)
+        offset += 4 * count
+        edges = batch[offset: offset + 2 * num_edges].reshape(num_edges, 2)
+        offset += 2 * num_edges
+        num_bits = count * pad_w * pad_h
+        bits = batch[offset:].view(np.uint8)[:num_bits].view(bool).reshape(count, pad_w, pad_h)
+        offset += (num_bits + 3) // 4
+        per_slot = np.split(edges[:, 1].astype(np.int64), np.cumsum(np.bincount(edges[:, 0], minlength=count))[:-1])
+        for slot, i in enumerate(members):
+            bx1, by1, bx2, by2 = (int(v) for v in tight[slot])
+            if bx1 < 0:
+                continue
+            y1, x1 = int(regions[i, 0]), int(regions[i, 2])
+            crop = MaskCrop(bx1, by1, bits[slot, bx1 - x1: bx2 - x1, by1 - y1: by2 - y1].T)
+            counts = np.diff(np.concatenate(([0], per_slot[slot], end)))
+            masks[i] = RleMask(height, width, tuple(counts.tolist()), crop)
+            boxes[i] = (float(bx1), float(by1), float(bx2), float(by2))
+    return UpsampledMasks(masks, boxes)
