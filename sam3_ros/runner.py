@@ -15,6 +15,7 @@ from typing import Callable, Iterable
 
 from tqdm import tqdm
 
+from . import __version__
 from .core.pipeline import Sam3Pipeline
 from .core.prompts import Concept, fit_to_image
 from .io.overlay import draw_overlay
@@ -75,7 +76,9 @@ def run_offline(pipeline: Sam3Pipeline, concepts: list[Concept], input_path: str
     start = time.perf_counter()
     with McapResultsWriter(output_dir / RESULTS_BAG) as bag, \
             JsonResultsWriter(output_dir / RESULTS_JSON, source=str(input_path),
-                              prompts=[describe_concept(c) for c in concepts], model=model_description) as js, \
+                              prompts=[describe_concept(c) for c in concepts], model=model_description,
+                              settings=pipeline.config.flat(), sam3_ros_version=__version__,
+                              max_frames=max_frames) as js, \
             OverlayVideoWriter(output_dir / OVERLAY_VIDEO, fps=source.fps, on_warning=_collect(summary)) as video:
         bar = tqdm(total=total, unit="frame", disable=not progress, desc="sam3")
         try:
@@ -83,7 +86,7 @@ def run_offline(pipeline: Sam3Pipeline, concepts: list[Concept], input_path: str
                 result = pipeline.step(frame.rgb, stamp_ns=frame.stamp_ns)
                 bag.frame_id = frame.frame_id
                 bag.write(result)
-                js.write(result)
+                js.write(result, **_about(frame))
                 if overlay:
                     video.write(draw_overlay(frame.rgb, result), frame.stamp_ns)
                 summary.frames += 1
@@ -137,6 +140,11 @@ def check_output_dir(output_dir: Path) -> None:
     existing = next(p for p in (output_dir, *output_dir.parents) if p.exists())
     if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
         raise ValueError(f"--output {output_dir}: cannot write in {existing}")
+
+
+def _about(frame: Frame) -> dict:
+    """Where a frame came from, for results.json: its position in the input, and its file."""
+    return {"input_index": frame.index, **({"input_file": frame.name} if frame.name else {})}
 
 
 def _limit(frames: Iterable[Frame], max_frames: int | None) -> Iterable[Frame]:

@@ -78,3 +78,25 @@ def test_an_image_folder_with_one_larger_image_is_labelled_whole(tmp_path, capsy
     assert len(read_bag(out / "results.mcap")["/sam3/instances"]) == 4
     assert count_video_frames(out / "overlay.mp4") == 4
     assert "320x240" in capsys.readouterr().err
+
+
+def test_results_json_names_each_frame_s_file_and_the_effective_settings(tmp_path):
+    """After a corrupt image is skipped, frame numbers no longer match file positions: each frame
+    names its file. The header holds the settings the run used and the package version."""
+    from importlib.metadata import version
+
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    for i in range(4):
+        cv2.imwrite(str(folder / f"img{i + 1}.png"), small_frame(i, 4)[:, :, ::-1])
+    (folder / "img2.png").write_bytes(b"not a png")
+    out = tmp_path / "out"
+    assert main(["run", "--input", str(folder), "--output", str(out), *RUN,
+                 "--set", "tracking.max_tracks=7"]) == EXIT_OK
+    results = json.loads((out / "results.json").read_text())
+    assert [(f["input_file"], f["input_index"]) for f in results["frames"]] == [
+        ("img1.png", 0), ("img3.png", 2), ("img4.png", 3)]
+    header = results["header"]
+    assert header["settings"]["tracking.max_tracks"] == 7
+    assert header["settings"]["model.device"] == "cpu" and header["settings"]["model.tiny"] is True
+    assert header["sam3_ros_version"] == version("sam3_ros")

@@ -36,10 +36,14 @@ class SourceError(Exception):
 
 @dataclass(frozen=True, eq=False)
 class Frame:
+    """One input frame. ``index``: its position in the source (a skipped frame leaves a gap);
+    ``name``: the image file it came from, for image folders (None otherwise)."""
+
     index: int
     stamp_ns: int
     rgb: np.ndarray  # (H, W, 3) uint8
     frame_id: str
+    name: str | None = None
 
 
 class FrameSource(abc.ABC):
@@ -136,7 +140,7 @@ class ImageFolderSource(FrameSource):
             except (OSError, UnsupportedImage) as err:
                 self.on_warning(f"skipping {file}: {err}")
                 continue
-            yield Frame(index, round(index * 1e9 / self.fps), rgb, self.frame_id)
+            yield Frame(index, round(index * 1e9 / self.fps), rgb, self.frame_id, file.name)
 
 
 class RosbagSource(FrameSource):

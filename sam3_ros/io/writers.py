@@ -86,7 +86,7 @@ class McapResultsWriter(_ResultsFile):
 
 
 class JsonResultsWriter(_ResultsFile):
-    """results.json: {"header": {source, prompts, model}, "frames": [...], "complete", "frames_written", "error"}.
+    """results.json: {"header": {source, prompts, model, ...}, "frames": [...], "complete", "frames_written", "error"}.
 
     Frames are appended and flushed one at a time, one a line; closing writes the tail, so the file
     is valid JSON after an error or a stop signal too, with "complete": false, the frames written and
@@ -94,17 +94,18 @@ class JsonResultsWriter(_ResultsFile):
     """
 
     def __init__(self, path: str | Path, source: str = "", prompts: Sequence[Any] = (),
-                 model: Mapping[str, Any] | str | None = None):
+                 model: Mapping[str, Any] | str | None = None, **header: Any):
         self.path = Path(path)
         self._file: IO[str] | None = self.path.open("w", encoding="utf-8")
-        head = {"source": source, "prompts": list(prompts), "model": model}
+        head = {"source": source, "prompts": list(prompts), "model": model, **header}
         self._file.write(f'{{"header": {json.dumps(head)},\n"frames": [')
         self._frames = 0
 
-    def write(self, result: FrameResult) -> None:
+    def write(self, result: FrameResult, **about: Any) -> None:
+        """Append one frame; ``about`` adds keys to its entry (e.g. the input file it came from)."""
         if self._file is None:
             raise ValueError(f"{self.path} is closed")
-        text = json.dumps(result.to_json(), allow_nan=False)  # NaN would make the file invalid JSON
+        text = json.dumps({**result.to_json(), **about}, allow_nan=False)  # NaN would make the file invalid JSON
         self._file.write(("\n" if self._frames == 0 else ",\n") + text)
         self._file.flush()
         self._frames += 1
