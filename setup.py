@@ -52,6 +52,7 @@ setup(
         "console_scripts": [
             f"sam3-ros={PACKAGE}.cli:main",
             f"sam3_node={PACKAGE}.ros.node:main",
+            f"demo_camera={PACKAGE}.ros.demo_camera:main",
         ],
     },
     zip_safe=False,
