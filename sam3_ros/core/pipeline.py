@@ -323,8 +323,8 @@ class Sam3Pipeline:
         by_length: dict[int, list[_ConceptState]] = {}
         for state in ready:
             by_length.setdefault(state.features.features.shape[1], []).append(state)
-        concept_ids, scores, masks = [], [], []
         default_threshold = self.config.detection.score_threshold
+        concept_index, scores, logits = [], [], []
         for group in by_length.values():
             prompts = PromptFeatures(
                 torch.cat([s.features.features for s in group]), torch.cat([s.features.mask for s in group]))
@@ -332,16 +332,16 @@ class Sam3Pipeline:
             for k, state in enumerate(group):
                 threshold = state.concept.score_threshold or default_threshold
                 candidates = torch.nonzero(out.scores[k] > threshold).flatten()
-                if candidates.numel() == 0:
-                    continue
-                logits = out.mask_logits[k, candidates]
-                keep = mask_nms(out.scores[k, candidates], logits > 0, self.config.detection.nms_iou)
-                concept_ids += [state.concept.id] * len(keep)
-                scores.append(out.scores[k, candidates[keep]])
-                masks.append(logits[keep])
-        if not scores:
+                concept_index.append(torch.full_like(candidates, len(concept_index)))
+                scores.append(out.scores[k, candidates].float())
+                logits.append(out.mask_logits[k, candidates].float())
+        ordered = [s for group in by_length.values() for s in group]
+        concept_index, scores, logits = torch.cat(concept_index), torch.cat(scores), torch.cat(logits)
+        keep = mask_nms(scores, logits > 0, self.config.detection.nms_iou, groups=concept_index)
+        if keep.numel() == 0:
             return Detections.empty(self.geometry.mask_size, self.device)
-        return Detections(concept_ids, torch.cat(scores).float(), torch.cat(masks).float())
+        concept_ids = [ordered[i].concept.id for i in concept_index[keep].tolist()]
+        return Detections(concept_ids, scores[keep], logits[keep])
 
     # -- tracking --------------------------------------------------------------------------------------
     def _propagate(self, vision: VisionFeatures, frame: int) -> _Propagation:
@@ -391,24 +391,28 @@ class Sam3Pipeline:
         return refined, warnings
 
     def _observations(self, frame: int, dets: Detections, prop: _Propagation) -> Observations:
-        visible = prop.visible
-        reference = torch.where(visible[:, None, None], prop.mask_logits > 0, self._last_masks(prop.track_ids))
-        current = (prop.mask_logits > 0) & visible[:, None, None]
+        """Every IoU association needs, from one mask-overlap product of detections and tracks."""
+        visible = prop.visible.cpu().numpy()
+        current = prop.mask_logits > 0
+        hidden = np.flatnonzero(~visible)
+        if hidden.size:  # a hidden track is matched on its last visible mask
+            current[torch.from_numpy(hidden).to(self.device)] = self._last_masks([prop.track_ids[i] for i in hidden])
+        num_dets = len(dets.concept_ids)
+        iou = mask_iou(torch.cat([dets.masks, current])).cpu().numpy()
         return Observations(
             frame_index=frame,
             det_concepts=dets.concept_ids,
             det_scores=dets.scores.cpu().numpy(),
             track_ids=prop.track_ids,
-            det_track_iou=mask_iou(dets.masks, reference).cpu().numpy(),
-            track_visible=visible.cpu().numpy(),
-            track_pair_iou=mask_iou(current, current).cpu().numpy(),
+            det_track_iou=iou[:num_dets, num_dets:],
+            track_visible=visible,
+            track_pair_iou=iou[num_dets:, num_dets:] * np.outer(visible, visible),
         )
 
     def _last_masks(self, track_ids: list[int]) -> torch.Tensor:
         size = self.geometry.mask_size
         empty = torch.zeros(size, size, dtype=torch.bool, device=self.device)
-        return torch.stack([self._last_visible_mask.get(t, empty) for t in track_ids]) if track_ids else \
-            torch.zeros(0, size, size, dtype=torch.bool, device=self.device)
+        return torch.stack([self._last_visible_mask.get(t, empty) for t in track_ids])
 
     def _update_memory(self, vision: VisionFeatures, frame: int, dets: Detections, prop: _Propagation,
                        decisions: Decisions, refined: set[int]) -> None:
@@ -440,16 +444,18 @@ class Sam3Pipeline:
         track_ids = continuing + [t for t, _ in restarted]
         if not track_ids:
             return
-        object_logits = torch.where((logits > 0).flatten(1).any(dim=1), 10.0, -10.0)
+        positive = logits > 0
+        present = positive.flatten(1).any(dim=1)
+        object_logits = torch.where(present, 10.0, -10.0)
         features = self.components.memory_encoder(vision, logits, object_logits)
         mem = self.config.memory
-        for i, tid in enumerate(track_ids):
+        for i, (tid, visible) in enumerate(zip(track_ids, present.tolist())):
             if tid not in self._memories:
                 self._memories[tid] = TrackMemory(self.geometry.num_maskmem, mem.max_cond_frames,
                                                   mem.max_object_pointers)
             self._memories[tid].add(MemoryEntry(frame, features[i], pointers[i], conditioning[i]))
-            if bool(object_logits[i] > 0):
-                self._last_visible_mask[tid] = logits[i] > 0
+            if visible:
+                self._last_visible_mask[tid] = positive[i]
 
     # -- output ------------------------------------------------------------------------------------------
     def _instances(self, dets: Detections, prop: _Propagation, decisions: Decisions,

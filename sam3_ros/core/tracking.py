@@ -194,15 +194,14 @@ class TrackManager:
     def _suppress_duplicates(self, obs: Observations, decisions: Decisions) -> None:
         index = {tid: i for i, tid in enumerate(obs.track_ids)}
         alive = [t for t in self.tracks.values() if t.visible]
+        rows = np.array([index[t.track_id] for t in alive], dtype=int)
+        concepts = np.array([t.concept_id for t in alive], dtype=object)
+        close = np.asarray(obs.track_pair_iou, dtype=float)[np.ix_(rows, rows)] >= self.cfg.duplicate_iou
+        close &= concepts[:, None] == concepts[None, :]
         flagged: set[int] = set()
-        for a_pos, a in enumerate(alive):
-            for b in alive[a_pos + 1:]:
-                if a.concept_id != b.concept_id:
-                    continue
-                if obs.track_pair_iou[index[a.track_id], index[b.track_id]] < self.cfg.duplicate_iou:
-                    continue
-                younger = max(a, b, key=lambda t: (t.born_frame, t.track_id))
-                flagged.add(younger.track_id)
+        for a_pos, b_pos in zip(*np.nonzero(np.triu(close, k=1))):  # only the overlapping pairs
+            younger = max(alive[a_pos], alive[b_pos], key=lambda t: (t.born_frame, t.track_id))
+            flagged.add(younger.track_id)
         for track in list(self.tracks.values()):
             if track.track_id not in flagged:
                 track.duplicate_streak = 0

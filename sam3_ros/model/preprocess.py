@@ -15,7 +15,10 @@ def image_to_pixel_values(image: np.ndarray | torch.Tensor, size: int, device: t
                           dtype: torch.dtype) -> torch.Tensor:
     """(H, W, 3) uint8 RGB -> (1, 3, size, size) normalised pixels, resized on ``device``.
 
-    The resize ignores aspect ratio, as SAM 3's own processor does, so normalised box and
+    The camera's bytes travel as uint8 (a third of float32's); the resize and the normalisation
+    run on ``device``. On the CPU the resize runs on the uint8 pixels (torch's vectorised uint8
+    kernel, about twice as fast), which rounds the resized values to integers; elsewhere it runs in
+    float. The resize ignores aspect ratio, as SAM 3's own processor does, so normalised box and
     mask coordinates map straight back onto the original image.
     """
     if isinstance(image, np.ndarray):
@@ -24,9 +27,11 @@ def image_to_pixel_values(image: np.ndarray | torch.Tensor, size: int, device: t
         raise ValueError(f"expected an (H, W, 3) uint8 RGB image, got {tuple(image.shape)} {image.dtype}")
     if image.device.type == "cpu" and device.type == "cuda":
         image = image.pin_memory()
-    chw = image.to(device, non_blocking=True).permute(2, 0, 1).unsqueeze(0).float()
-    resized = F.interpolate(chw, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
-    pixels = (resized / 255.0 - _MEAN) / _STD
+    nchw = image.to(device, non_blocking=True).permute(2, 0, 1).unsqueeze(0)  # a channels-last view
+    if device.type != "cpu":
+        nchw = nchw.float()
+    resized = F.interpolate(nchw, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
+    pixels = resized.float().mul_(1.0 / (255.0 * _STD)).sub_(_MEAN / _STD)
     return pixels.to(dtype)
 
 
