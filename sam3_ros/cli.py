@@ -12,6 +12,7 @@ import signal
 import sys
 from pathlib import Path
 
+from . import __version__
 from .core.config import load_config
 from .core.prompts import ExemplarBox, PromptError, make_concept
 from .backends.engine_cache import EngineCacheError
@@ -52,6 +53,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="sam3-ros", description="SAM 3 segmentation and tracking for robots.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")
     commands = parser.add_subparsers(dest="command", required=True)
 
@@ -87,10 +89,11 @@ def _parser() -> argparse.ArgumentParser:
 
     engines = commands.add_parser("build-engines", help="build TensorRT engines from an export directory")
     engines.add_argument("--engines-dir", default="engines", help="export directory with manifest.json")
-    engines.add_argument("--precision", choices=("bf16", "fp16", "fp32"), default="bf16")
+    engines.add_argument("--precision", choices=("bf16", "fp16", "fp32"), default="bf16",
+                         help="engine precision; Softmax, normalisation and reductions stay FP32 (default: bf16)")
     engines.add_argument("--force", action="store_true", help="rebuild even valid cached engines")
     engines.add_argument("--config", help="YAML configuration (track cap and memory sizes set the shape ranges)")
-    engines.add_argument("--device", default="cuda")
+    engines.add_argument("--device", default="cuda", help="the GPU to build for: cuda or cuda:N (default: cuda)")
     engines.set_defaults(handler=_build_engines)
 
     bench = commands.add_parser("bench", help="per-stage latency of the configured model with N live tracks")
