@@ -81,9 +81,9 @@ def crop_points(
 
 
 def position_of_points(points: np.ndarray, frame_id: str) -> Position3D:
-    """Centroid (all points), robust axis-aligned extent (percentiles of at most
-    ``MAX_STATISTICS_POINTS`` evenly spread points) and PCA box (when enough points) of (N, 3) points."""
-    low, high = np.percentile(downsample(points, MAX_STATISTICS_POINTS), EXTENT_PERCENTILES, axis=0)
+    """Centroid, robust axis-aligned extent (percentiles) and PCA box (when enough points) of (N, 3)
+    points. All use every point, except the PCA axes (see ``pca_box``)."""
+    low, high = np.percentile(points, EXTENT_PERCENTILES, axis=0)
     return Position3D(
         frame_id=frame_id,
         centroid=_triple(points.mean(axis=0)),

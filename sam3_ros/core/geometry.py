@@ -1,7 +1,8 @@
 """Oriented 3D boxes of point sets (PCA) and rotation <-> quaternion conversion. ROS-free.
 
 The box axes are the principal axes of the points (eigenvectors of their covariance, largest
-variance first, made right-handed); the extents are the points' min..max along each axis, so
+variance first, made right-handed; of an evenly spread sample of MAX_STATISTICS_POINTS above
+that many); the extents are the points' min..max along each axis, so
 every point lies inside. For a cuboid's surface or volume this is the tight box; in general it
 is the PCA approximation of the minimum-volume box.
 """
@@ -15,8 +16,10 @@ from .point_cloud import downsample
 
 # Below this many points a PCA box is not trusted: the axis-aligned box is used instead.
 MIN_OBB_POINTS = 30
-# Statistics that need a sort or a fit (median, percentiles, PCA axes) use at most this many evenly
-# spread points of an instance; means and box extents use all of them. Below the cap: exact.
+# The depth outlier band (median, MAD) and the PCA axes of an instance come from at most this many
+# of its points, evenly spread over the mask; centroids, percentiles and box extents use all of
+# them. Below the cap everything is exact; above it, results stay within 1 mm on planes and cuboids
+# (test/test_host_path.py).
 MAX_STATISTICS_POINTS = 50_000
 
 
