@@ -213,8 +213,12 @@ def test_target_frame_through_a_static_transform(client, tmp_path):
 
 # -- the README's command lines, verbatim --------------------------------------------------------------
 
-def readme_cli_block() -> list[str]:
-    """The commands of the README's "Try it" block: a backslash or an open quote continues a line."""
+BACKGROUND = "# in its own terminal"
+
+
+def readme_cli_block() -> list[tuple[str, bool]]:
+    """The commands of the README's "Try it" block, each with whether it runs in its own terminal
+    (keeps running): a backslash or an open quote continues a line."""
     text = (REPO / "README.md").read_text()
     block = re.search(r"<!-- cli-test: start -->\s*```bash\n(.*?)```\s*<!-- cli-test: end -->", text, re.S)
     assert block, "README.md has no <!-- cli-test --> block"
@@ -225,26 +229,42 @@ def readme_cli_block() -> list[str]:
             continue
         command = current.split("  #")[0].strip()
         if command and not command.startswith("#"):
-            commands.append(command)
+            commands.append((command, current.rstrip().endswith(BACKGROUND)))
         current = ""
     return commands
 
 
 def test_readme_command_lines_work_as_written(client):
+    """Without a camera of the test's own: the block's demo_camera line is the camera."""
     lines = readme_cli_block()
-    launch_line, *calls = lines
-    assert launch_line.startswith("ros2 launch sam3_ros sam3.launch.py")
-    camera = SyntheticCamera(client, "")
-    with Launch(["bash", "-c", f"exec {launch_line}"]) as launch:
+    background = [line for line, keeps_running in lines if keeps_running]
+    calls = [line for line, keeps_running in lines if not keeps_running]
+    assert any(line.startswith("ros2 launch sam3_ros sam3.launch.py") for line in background)
+    started = [Launch(["bash", "-c", f"exec {line}"]) for line in background]
+    try:
+        launch = next(p for p, line in zip(started, background) if line.startswith("ros2 launch"))
         wait_active(client, "/sam3", launch)
-        camera.start()
+        for line in calls:
+            result = ros2(line)
+            if "service call" in line:
+                assert "success=True" in result.stdout, f"{line}\n{result.stdout}"
+            if "lifecycle set" in line:
+                assert "Transitioning successful" in result.stdout, line
+    finally:
+        codes = [ctrl_c(process) for process in reversed(started)]
+    assert codes == [0] * len(started), "\n".join(p.output()[-2000:] for p in started)
+
+
+def ctrl_c(launch: Launch, timeout_s: float = 30.0) -> int:
+    """SIGINT to the whole process group, as a terminal's Ctrl-C (`ros2 run` only waits for its child
+    to get it from the terminal too)."""
+    import os
+
+    if launch.process.poll() is None:
+        os.killpg(launch.process.pid, signal.SIGINT)
         try:
-            for line in calls:
-                result = ros2(line)
-                if "service call" in line:
-                    assert "success=True" in result.stdout, f"{line}\n{result.stdout}"
-                if "lifecycle set" in line:
-                    assert "Transitioning successful" in result.stdout, line
-        finally:
-            camera.stop()
-        assert launch.stop() == 0, launch.output()[-3000:]
+            launch.process.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            os.killpg(launch.process.pid, signal.SIGKILL)
+            return -9
+    return launch.process.returncode
