@@ -156,6 +156,12 @@ def _add_model_args(parser: argparse.ArgumentParser) -> None:
                         help="override a configuration value, e.g. tracking.max_tracks=20 (repeatable)")
 
 
+def _announce(loaded) -> None:
+    """Say which model runs, once: the loader has already warned about random weights it loaded."""
+    if not (loaded.weights is not None and loaded.random_weights):
+        print(loaded.description, file=sys.stderr)
+
+
 def _config_from(args: argparse.Namespace, default_tiny: bool = False):
     overrides: dict = {}
     for item in args.set:
@@ -218,7 +224,7 @@ def _run(args: argparse.Namespace) -> int:
     concepts = check_run(args.input, args.output, concepts, args.image_topic,
                          on_warning=lambda note: print(f"warning: {note}", file=sys.stderr))
     loaded = load_pipeline(config)
-    print(loaded.description, file=sys.stderr)
+    _announce(loaded)
     with args.stop_signals.deferred():  # a signal stops the run between frames, every file closed
         summary = run_offline(loaded.pipeline, concepts, args.input, args.output,
                               image_topic=args.image_topic, max_frames=args.max_frames, overlay=not args.no_overlay,
@@ -340,7 +346,7 @@ def _demo(args: argparse.Namespace) -> int:
     clear_demo_output(output)
     clip = write_demo_clip(output / DEMO_CLIP, frames=args.frames)
     loaded = load_pipeline(config)
-    print(loaded.description, file=sys.stderr)
+    _announce(loaded)
     concepts = parse_concepts(["red ball", "blue box"], [])
     with args.stop_signals.deferred():
         summary = run_offline(loaded.pipeline, concepts, clip, output / DEMO_RESULTS,

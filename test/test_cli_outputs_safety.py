@@ -93,3 +93,10 @@ def test_a_stop_signal_mid_run_leaves_every_output_readable(tmp_path, signum, co
     bag = read_bag(out / "results.mcap")
     assert len(bag["/sam3/instances"]) == len(bag["/sam3/detections"]) == frames
     assert count_video_frames(out / "overlay.mp4") == frames
+
+
+def test_the_random_weights_line_is_printed_once(tmp_path):
+    done = subprocess.run([sys.executable, "-m", "sam3_ros.cli", "demo", "--output", str(tmp_path / "demo"),
+                           "--frames", "2"], capture_output=True, text=True, timeout=600)
+    assert done.returncode == EXIT_OK, done.stderr
+    assert done.stderr.count("RANDOM WEIGHTS") == 1, done.stderr

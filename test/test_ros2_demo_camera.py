@@ -46,3 +46,4 @@ def test_demo_camera_feeds_the_node_and_stops_on_ctrl_c(tmp_path):
         node.stop()
         client.close()
     assert "Traceback" not in (tmp_path / "camera.log").read_text()
+    assert node.output().count("RANDOM WEIGHTS") == 1, node.output()  # one configure, one line

@@ -192,7 +192,8 @@ class Sam3Node(LifecycleNode):
         except Exception as err:  # a bad checkpoint or device must fail the transition, not the process
             self.get_logger().error(f"configure failed: {err}")
             return TransitionCallbackReturn.FAILURE
-        self.get_logger().info(self.core.model.description)
+        if self.core.model.weights is None:  # the weights loader logs its own description (once)
+            self.get_logger().info(self.core.model.description)
         for key, (topic, msg_type) in OUTPUTS.items():
             self._pubs[key] = self.create_lifecycle_publisher(msg_type, topic, 10)
         latched = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
