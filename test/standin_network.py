@@ -17,15 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from sam3_ros.backends.base import (
-    DetectorOutput,
-    MemoryBatch,
-    ModelGeometry,
-    PromptFeatures,
-    Sam3Components,
-    TrackerOutput,
-    VisionFeatures,
-)
+from sam3_ros.backends import base
 
 MASK_SIZE = 288   # SAM 3's low-res mask side (1008 / 14 * 4)
 IMAGE_SIZE = 1008
@@ -99,11 +91,11 @@ class StandInComponents:
         self.network_ms = 0.0
         self.calls = 0
 
-    def components(self) -> Sam3Components:
-        geometry = ModelGeometry(image_size=IMAGE_SIZE, grid=GRID, mask_size=MASK_SIZE, hidden=HIDDEN,
+    def components(self) -> base.Sam3Components:
+        geometry = base.ModelGeometry(image_size=IMAGE_SIZE, grid=GRID, mask_size=MASK_SIZE, hidden=HIDDEN,
                                  memory_dim=MEMORY_DIM, num_maskmem=7, max_object_pointers=16, num_queries=200)
         timed = self._timed
-        return Sam3Components(
+        return base.Sam3Components(
             name="stand-in", geometry=geometry, device=self.device, dtype=torch.float32,
             vision=timed(self.vision), text=timed(self.text), exemplars=timed(self.exemplars),
             detector=timed(self.detector), tracker=timed(self.tracker), mask_prompter=timed(self.mask_prompter),
@@ -122,41 +114,41 @@ class StandInComponents:
         return call
 
     # -- components ---------------------------------------------------------------------------------
-    def vision(self, pixel_values: torch.Tensor) -> VisionFeatures:
+    def vision(self, pixel_values: torch.Tensor) -> base.VisionFeatures:
         zero = torch.zeros(1, 1, 1, 1, device=self.device)
-        return VisionFeatures((zero,) * 3, (zero,) * 3, (zero, zero), zero, zero)
+        return base.VisionFeatures((zero,) * 3, (zero,) * 3, (zero, zero), zero, zero)
 
-    def text(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> PromptFeatures:
+    def text(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> base.PromptFeatures:
         features = torch.zeros(input_ids.shape[0], input_ids.shape[1], HIDDEN, device=self.device)
-        return PromptFeatures(features, attention_mask.bool().to(self.device))
+        return base.PromptFeatures(features, attention_mask.bool().to(self.device))
 
-    def exemplars(self, vision, boxes_cxcywh, labels) -> PromptFeatures:
+    def exemplars(self, vision, boxes_cxcywh, labels) -> base.PromptFeatures:
         n = boxes_cxcywh.shape[1]
-        return PromptFeatures(torch.zeros(1, n, HIDDEN, device=self.device),
+        return base.PromptFeatures(torch.zeros(1, n, HIDDEN, device=self.device),
                               torch.ones(1, n, dtype=torch.bool, device=self.device))
 
-    def detector(self, vision: VisionFeatures, prompts: PromptFeatures) -> DetectorOutput:
+    def detector(self, vision: base.VisionFeatures, prompts: base.PromptFeatures) -> base.DetectorOutput:
         k, n = prompts.features.shape[0], self.scene.count
         queries = n + 4
         scores = torch.zeros(k, queries, device=self.device)
         scores[:, :n] = 0.9
         masks = torch.full((k, queries, MASK_SIZE, MASK_SIZE), -LOGIT_SCALE, device=self.device)
         masks[:, :n] = self.object_logits
-        return DetectorOutput(scores=scores, boxes_xyxy=torch.zeros(k, queries, 4, device=self.device),
+        return base.DetectorOutput(scores=scores, boxes_xyxy=torch.zeros(k, queries, 4, device=self.device),
                               mask_logits=masks)
 
-    def tracker(self, vision: VisionFeatures, memory: MemoryBatch) -> TrackerOutput:
+    def tracker(self, vision: base.VisionFeatures, memory: base.MemoryBatch) -> base.TrackerOutput:
         index = memory.spatial[:, 0, 0, 0].round().long()  # the object the conditioning memory holds
         logits = self.object_logits[index]
-        return TrackerOutput(mask_logits=logits, object_logits=torch.full((len(index),), 10.0, device=self.device),
+        return base.TrackerOutput(mask_logits=logits, object_logits=torch.full((len(index),), 10.0, device=self.device),
                              pointers=torch.zeros(len(index), HIDDEN, device=self.device))
 
-    def mask_prompter(self, vision: VisionFeatures, masks: torch.Tensor) -> TrackerOutput:
-        return TrackerOutput(mask_logits=torch.where(masks, 50.0, -50.0),
+    def mask_prompter(self, vision: base.VisionFeatures, masks: torch.Tensor) -> base.TrackerOutput:
+        return base.TrackerOutput(mask_logits=torch.where(masks, 50.0, -50.0),
                              object_logits=torch.full((len(masks),), 10.0, device=self.device),
                              pointers=torch.zeros(len(masks), HIDDEN, device=self.device))
 
-    def memory_encoder(self, vision: VisionFeatures, mask_logits: torch.Tensor, object_logits: torch.Tensor):
+    def memory_encoder(self, vision: base.VisionFeatures, mask_logits: torch.Tensor, object_logits: torch.Tensor):
         """Channel 0 of each memory holds the index of the object nearest the mask's centroid."""
         positive = (mask_logits > 0).float()
         area = positive.sum(dim=(1, 2)).clamp(min=1)

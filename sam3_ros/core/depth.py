@@ -45,15 +45,8 @@ def instance_points(
     return None if crop is None else crop_points(crop, depth_m, fx, fy, cx, cy, min_points)
 
 
-def crop_points(
-    crop: MaskCrop,
-    depth_m: np.ndarray,
-    fx: float,
-    fy: float,
-    cx: float,
-    cy: float,
-    min_points: int = 20,
-) -> np.ndarray | None:
+def crop_points(crop: MaskCrop, depth_m: np.ndarray, fx: float, fy: float, cx: float, cy: float,
+                min_points: int = 20) -> np.ndarray | None:
     """(N, 3) float64 points of a mask's pixels with valid, non-outlier depth, in the depth camera's frame.
 
     ``crop`` is the mask inside its box on an image of the depth's size; only the depth under the
