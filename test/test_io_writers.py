@@ -6,6 +6,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+import yaml
 from mcap.reader import make_reader
 from rosbags.highlevel import AnyReader
 from synthetic_results import HEIGHT, WIDTH, sample_masks, sample_result
@@ -256,3 +257,15 @@ def test_overlay_video_checks_its_state(tmp_path):
         video.write(np.zeros((HEIGHT, WIDTH, 3), np.uint8))
     with pytest.raises(ValueError, match="fps"):
         OverlayVideoWriter(tmp_path / "x.mp4", fps=0)
+
+
+def test_the_bag_s_storage_file_is_named_like_ros2_bag_names_it(tmp_path):
+    """rosbags would leave results.mcap/results.mcap.mcap; ros2 bag record names it <bag>_0.mcap."""
+    bag = tmp_path / "results.mcap"
+    with McapResultsWriter(bag) as writer:
+        writer.write(sample_result())
+    assert sorted(p.name for p in bag.iterdir()) == ["metadata.yaml", "results_0.mcap"]
+    info = yaml.safe_load((bag / "metadata.yaml").read_text())["rosbag2_bagfile_information"]
+    assert info["relative_file_paths"] == ["results_0.mcap"] and info["files"][0]["path"] == "results_0.mcap"
+    with AnyReader([bag]) as reader:
+        assert sum(1 for _ in reader.messages()) == 2

@@ -8,12 +8,14 @@ from __future__ import annotations
 import abc
 import json
 import logging
+import os
 from pathlib import Path
 from types import TracebackType
 from typing import IO, Any, Callable, Mapping, Sequence, TypeVar
 
 import cv2
 import numpy as np
+import yaml
 from rosbags.rosbag2 import StoragePlugin, Writer
 
 from ..core.results import FrameResult
@@ -83,6 +85,28 @@ class McapResultsWriter(_ResultsFile):
         if self._writer is not None:
             writer, self._writer = self._writer, None
             writer.close()
+            self._name_storage_file()
+
+    def _name_storage_file(self) -> None:
+        """rosbags names the storage file after the folder (results.mcap/results.mcap.mcap); give it
+        ros2 bag's name, <bag>_0.mcap. Crash-safe: the file has both names while metadata.yaml is
+        replaced, so the bag is readable after a kill at any step."""
+        metadata_path = self.path / "metadata.yaml"
+        metadata = yaml.safe_load(metadata_path.read_text())
+        info = metadata["rosbag2_bagfile_information"]
+        (old_name,) = info["relative_file_paths"]
+        new_name = f"{self.path.stem}_0.mcap"
+        if old_name == new_name:
+            return
+        os.link(self.path / old_name, self.path / new_name)
+        info["relative_file_paths"] = [new_name]
+        for file in info.get("files", []):
+            if file.get("path") == old_name:
+                file["path"] = new_name
+        temporary = metadata_path.with_suffix(".yaml.tmp")
+        temporary.write_text(yaml.safe_dump(metadata, sort_keys=False))
+        os.replace(temporary, metadata_path)
+        (self.path / old_name).unlink()
 
 
 class JsonResultsWriter(_ResultsFile):
