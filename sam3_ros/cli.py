@@ -70,6 +70,10 @@ def _parser() -> argparse.ArgumentParser:
     _add_prompt_args(run)
     _add_model_args(run)
     run.add_argument("--max-frames", type=POSITIVE_INT, metavar="N", help="stop after this many frames")
+    run.add_argument("--start-time", type=_start_time, metavar="TIME",
+                     help="stamp of the first frame of a video or image folder: seconds since the epoch or an "
+                          "ISO 8601 time, e.g. 2026-12-01T09:30:00Z (UTC unless it names a zone); default 0 "
+                          "(1970-01-01). A rosbag2 keeps its own stamps")
     run.add_argument("--no-overlay", action="store_true", help="do not write overlay.mp4")
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
     fleet = run.add_argument_group("with --inputs (Ray)")
@@ -131,6 +135,26 @@ def _number(kind: type, low: float, low_open: bool = False):
         return value
     parse.__name__ = kind.__name__  # argparse names the type in its messages
     return parse
+
+
+def _start_time(text: str) -> int:
+    """--start-time as nanoseconds since the epoch."""
+    from datetime import datetime, timezone
+
+    try:
+        seconds = float(text)
+    except ValueError:
+        try:
+            moment = datetime.fromisoformat(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected seconds since the epoch or an ISO 8601 time such as "
+                                             f"2026-12-01T09:30:00Z, got {text!r}") from None
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=timezone.utc)
+        seconds = moment.timestamp()
+    if not 0 <= seconds < 2**31:  # builtin_interfaces/Time keeps seconds in an int32
+        raise argparse.ArgumentTypeError(f"must lie between 1970 and 2038 (ROS stamps), got {text!r}")
+    return round(seconds * 1e9)
 
 
 POSITIVE_INT, NONNEGATIVE_INT, POSITIVE_FLOAT = _number(int, 1), _number(int, 0), _number(float, 0, low_open=True)
@@ -221,7 +245,7 @@ def _run(args: argparse.Namespace) -> int:
     concepts = parse_concepts(args.prompt, args.box)
     config = _config_from(args)
     # Inputs, output folder and boxes are checked before the model loads (3.4 GB for the real one).
-    concepts = check_run(args.input, args.output, concepts, args.image_topic,
+    concepts = check_run(args.input, args.output, concepts, args.image_topic, start_ns=args.start_time,
                          on_warning=lambda note: print(f"warning: {note}", file=sys.stderr))
     loaded = load_pipeline(config)
     _announce(loaded)
@@ -229,7 +253,7 @@ def _run(args: argparse.Namespace) -> int:
         summary = run_offline(loaded.pipeline, concepts, args.input, args.output,
                               image_topic=args.image_topic, max_frames=args.max_frames, overlay=not args.no_overlay,
                               progress=not args.no_progress, model_description=loaded.description,
-                              on_frame=lambda _: args.stop_signals.check())
+                              start_ns=args.start_time, on_frame=lambda _: args.stop_signals.check())
     print(summary.describe())
     for warning in dict.fromkeys(summary.warnings):
         print(f"warning: {warning}", file=sys.stderr)
@@ -240,6 +264,8 @@ def _run_fleet(args: argparse.Namespace) -> int:
     from .fleet.inputs import discover_inputs
     from .fleet.ray_job import FleetJob, import_ray, run_fleet
 
+    if args.start_time is not None:
+        raise ValueError("--start-time goes with --input (one recording); with --inputs each video starts at 0")
     concepts = parse_concepts(args.prompt, args.box)
     config = _config_from(args)
     inputs = discover_inputs(args.inputs, args.image_topic, exclude=args.output)

@@ -6,6 +6,7 @@ bad frame or a broken stream is kept.
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import time
@@ -19,7 +20,7 @@ from . import __version__
 from .core.pipeline import Sam3Pipeline
 from .core.prompts import Concept, fit_to_image
 from .io.overlay import draw_overlay
-from .io.sources import Frame, SourceError, open_source
+from .io.sources import Frame, RosbagSource, SourceError, open_source
 from .io.writers import JsonResultsWriter, McapResultsWriter, OverlayVideoWriter
 
 log = logging.getLogger(__name__)
@@ -53,7 +54,7 @@ class RunSummary:
 
 def run_offline(pipeline: Sam3Pipeline, concepts: list[Concept], input_path: str | Path, output_dir: str | Path,
                 image_topic: str | None = None, max_frames: int | None = None, overlay: bool = True,
-                progress: bool = True, model_description: str = "",
+                progress: bool = True, model_description: str = "", start_ns: int | None = None,
                 on_frame: Callable[[RunSummary], None] | None = None) -> RunSummary:
     """Process every frame of ``input_path`` (or the first ``max_frames``) into ``output_dir``.
 
@@ -65,6 +66,7 @@ def run_offline(pipeline: Sam3Pipeline, concepts: list[Concept], input_path: str
     output_dir = Path(output_dir)
     summary = RunSummary(output_dir)
     source = open_source(input_path, image_topic=image_topic, on_warning=_collect(summary))
+    _check_start(source, start_ns)
     pipeline.set_concepts(concepts)
     output_dir.mkdir(parents=True, exist_ok=True)
     _refuse_to_overwrite(output_dir)
@@ -83,6 +85,8 @@ def run_offline(pipeline: Sam3Pipeline, concepts: list[Concept], input_path: str
         bar = tqdm(total=total, unit="frame", disable=not progress, desc="sam3")
         try:
             for frame in _limit(source, max_frames):
+                if start_ns:
+                    frame = dataclasses.replace(frame, stamp_ns=frame.stamp_ns + start_ns)
                 result = pipeline.step(frame.rgb, stamp_ns=frame.stamp_ns)
                 bag.frame_id = frame.frame_id
                 bag.write(result)
@@ -108,7 +112,8 @@ def run_offline(pipeline: Sam3Pipeline, concepts: list[Concept], input_path: str
 
 
 def check_run(input_path: str | Path, output_dir: str | Path, concepts: list[Concept],
-              image_topic: str | None = None, on_warning: Callable[[str], None] | None = None) -> list[Concept]:
+              image_topic: str | None = None, start_ns: int | None = None,
+              on_warning: Callable[[str], None] | None = None) -> list[Concept]:
     """Everything a run needs that can be checked before the model loads; the concepts to run.
 
     Opens the input and reads its first frame (SourceError when it cannot), refuses an output
@@ -118,6 +123,7 @@ def check_run(input_path: str | Path, output_dir: str | Path, concepts: list[Con
     """
     output_dir = Path(output_dir)
     source = open_source(input_path, image_topic=image_topic, on_warning=lambda _: None)
+    _check_start(source, start_ns)
     first = next(iter(source), None)
     if first is None:
         raise SourceError(f"{input_path} holds no readable frame")
@@ -129,6 +135,11 @@ def check_run(input_path: str | Path, output_dir: str | Path, concepts: list[Con
             (on_warning or log.warning)(note)
         fitted.append(concept)
     return fitted
+
+
+def _check_start(source, start_ns: int | None) -> None:
+    if start_ns is not None and isinstance(source, RosbagSource):
+        raise ValueError("--start-time is for videos and image folders: a rosbag2 keeps the stamps it was recorded with")
 
 
 def check_output_dir(output_dir: Path) -> None:

@@ -100,3 +100,33 @@ def test_results_json_names_each_frame_s_file_and_the_effective_settings(tmp_pat
     assert header["settings"]["tracking.max_tracks"] == 7
     assert header["settings"]["model.device"] == "cpu" and header["settings"]["model.tiny"] is True
     assert header["sam3_ros_version"] == version("sam3_ros")
+
+
+def test_start_time_stamps_a_video_from_that_moment_and_is_refused_for_a_bag(tmp_path, capsys):
+    from datetime import datetime, timezone
+
+    clip = tmp_path / "clip.mp4"
+    writer = cv2.VideoWriter(str(clip), cv2.VideoWriter_fourcc(*"mp4v"), 10, (160, 120))
+    for i in range(3):
+        writer.write(small_frame(i, 3)[:, :, ::-1].copy())
+    writer.release()
+    out = tmp_path / "out"
+    assert main(["run", "--input", str(clip), "--output", str(out), *RUN,
+                 "--start-time", "2026-12-01T09:30:00Z"]) == EXIT_OK
+    start = int(datetime(2026, 12, 1, 9, 30, tzinfo=timezone.utc).timestamp())
+    instances = read_bag(out / "results.mcap")["/sam3/instances"]
+    assert [(m.header.stamp.sec, m.header.stamp.nanosec) for m in instances] == [
+        (start, 0), (start, 100_000_000), (start, 200_000_000)]
+    assert json.loads((out / "results.json").read_text())["frames"][0]["stamp_ns"] == start * 10**9
+
+    bag = tmp_path / "bag"
+    store = typestore()
+    with Writer(bag, version=Writer.VERSION_LATEST, storage_plugin=StoragePlugin.MCAP) as w:
+        conn = w.add_connection("/cam", "sensor_msgs/msg/Image", typestore=store)
+        Image, Header, Time = (store.types[t] for t in
+                               ("sensor_msgs/msg/Image", "std_msgs/msg/Header", "builtin_interfaces/msg/Time"))
+        msg = Image(Header(Time(5, 0), "cam"), 120, 160, "rgb8", 0, 480, small_frame(0, 1).reshape(-1))
+        w.write(conn, 5 * 10**9, store.serialize_cdr(msg, "sensor_msgs/msg/Image"))
+    capsys.readouterr()
+    assert main(["run", "--input", str(bag), "--output", str(tmp_path / "o2"), *RUN, "--start-time", "100"]) == 2
+    assert "rosbag2 keeps the stamps" in capsys.readouterr().err
