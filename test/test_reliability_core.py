@@ -147,3 +147,12 @@ def test_a_frame_arriving_after_a_later_stamped_one_is_still_paired():
     sync.add(2, future, "depth@future")  # the depth of the earlier frame arrives late
     sync.add(2, now, "depth@now")
     assert matched == [("image@future", "info@future", "depth@future"), ("image@now", "info@now", "depth@now")]
+
+
+@pytest.mark.parametrize("height, width", [(1, 1), (1, 64), (48, 1)])
+def test_a_one_pixel_wide_image_is_a_bad_image_not_a_failed_frame(core, height, width):
+    """Issue 15: a 1x1 image passed decoding and failed in the pipeline, counted as a failed frame."""
+    image = fz.image_fields(height, width, "rgb8", width * 3, bytes(height * width * 3))
+    assert feed(core, fz.camera_case("tiny", (1_900_000_000, 0), image=image)) is None
+    assert (core.counters.bad_images, core.counters.failed_frames) == (1, 0)
+    assert lost(core) == 0

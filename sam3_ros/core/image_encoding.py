@@ -83,7 +83,7 @@ def image_to_rgb(height: int, width: int, encoding: str, step: int, data: Any,
     if layout.channels == 2 and width % 2:
         raise UnsupportedImage(f"{key} image has odd width {width}; YUV 4:2:2 needs pixel pairs")
     pixels = _pixels(height, width, key, layout, step, data, is_bigendian)
-    return np.ascontiguousarray(convert(pixels), dtype=np.uint8)
+    return _big_enough(np.ascontiguousarray(convert(pixels), dtype=np.uint8))
 
 
 def compressed_to_rgb(format: str, data: Any) -> np.ndarray:  # noqa: A002 (the message's field name)
@@ -96,7 +96,18 @@ def compressed_to_rgb(format: str, data: Any) -> np.ndarray:  # noqa: A002 (the 
     bgr = cv2.imdecode(buffer, cv2.IMREAD_COLOR)
     if bgr is None:
         raise UnsupportedImage(f"could not decode {buffer.size} bytes of {format!r} image data")
-    return np.ascontiguousarray(bgr[..., ::-1])
+    return _big_enough(np.ascontiguousarray(bgr[..., ::-1]))
+
+
+MIN_IMAGE_SIDE = 2  # pixels; SAM 3's resize needs at least this much of an image
+
+
+def _big_enough(rgb: np.ndarray) -> np.ndarray:
+    """``rgb``, or UnsupportedImage when a side is under MIN_IMAGE_SIDE (a bad image, not a failed frame)."""
+    if rgb.shape[0] < MIN_IMAGE_SIDE or rgb.shape[1] < MIN_IMAGE_SIDE:
+        raise UnsupportedImage(f"image of {rgb.shape[1]}x{rgb.shape[0]} pixels is too small "
+                               f"(at least {MIN_IMAGE_SIDE}x{MIN_IMAGE_SIDE})")
+    return rgb
 
 
 def depth_to_metres(height: int, width: int, encoding: str, step: int, data: Any,
