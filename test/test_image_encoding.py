@@ -55,7 +55,7 @@ def test_mono8_is_grey(encoding):
 @pytest.mark.parametrize("bigendian", [False, True])
 @pytest.mark.parametrize("padding", [0, 1, 5])
 def test_mono16_is_scaled_to_eight_bits(bigendian, padding):
-    values = np.array([[0, 1, 128, 129, 257, 30000, 65534, 65535]], dtype=np.uint16)[..., None]
+    values = np.array([[0, 1, 128, 129, 257, 30000, 65534, 65535]] * 2, dtype=np.uint16)[..., None]  # >= 2x2
     expected = np.rint(values[..., 0] * 255.0 / 65535.0).astype(np.uint8)
     rgb = decode(values, "mono16", padding, bigendian)
     assert np.array_equal(rgb, np.repeat(expected[..., None], 3, axis=2))
