@@ -1,8 +1,10 @@
 """The real ROS 2 runtime for tests: the node executable as a process, driven over DDS.
 
-The runtime is either a sourced ROS 2 workspace, or the PyPI-only Jazzy underlay that
-``tools/ros2_underlay.py`` builds into .venv and .ros2/install (``make test`` does). Importing
-this module prepares this process for it; ``SKIP_REASON`` says what is missing otherwise.
+The runtime is either a sourced ROS 2 workspace, or a PyPI-only underlay that
+``tools/ros2_underlay.py`` builds (``make test`` does): Jazzy in .venv and .ros2/install, Kilted
+in .venv-kilted and .ros2-kilted/install. Which one follows from the Python running the tests
+(``SAM3_ROS2_UNDERLAY`` names another install folder). Importing this module prepares this
+process for it; ``SKIP_REASON`` says what is missing otherwise.
 """
 from __future__ import annotations
 
@@ -20,11 +22,18 @@ from typing import Any, Callable
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
-UNDERLAY = REPO / ".ros2" / "install"
+# The colcon workspace that goes with this Python's venv (tools/ros2_underlay.py, DISTROS).
+_WORKSPACES = {REPO / ".venv-kilted": REPO / ".ros2-kilted"}
+UNDERLAY = Path(os.environ.get("SAM3_ROS2_UNDERLAY")
+                or _WORKSPACES.get(Path(sys.prefix).resolve(), REPO / ".ros2") / "install")
 SITE = f"lib/python{sys.version_info.major}.{sys.version_info.minor}/site-packages"
 # One DDS domain per test session, on loopback only: parallel sessions do not see each other.
 DOMAIN_ID = os.environ.setdefault("ROS_DOMAIN_ID", str(120 + os.getpid() % 100))
 os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
+# A test run started in the background by a non-interactive shell ignores SIGINT, and processes
+# inherit an ignored signal: `ros2 launch` would then never see the Ctrl-C the tests send it.
+if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def _use_underlay() -> None:

@@ -1,21 +1,30 @@
-"""Build (or reuse) the PyPI-only ROS 2 Jazzy runtime that the real-runtime tests use.
+"""Build (or reuse) a PyPI-only ROS 2 runtime that the real-runtime tests use.
 
-    .venv/bin/python tools/ros2_underlay.py        # `make ros2` runs this; `make test` too
+    .venv/bin/python tools/ros2_underlay.py                   # Jazzy: `make ros2` (and `make test`)
+    .venv/bin/python tools/ros2_underlay.py --distro kilted   # Kilted: `make ros2-kilted` (and `make test`)
 
-1. Installs the ROS 2 Jazzy cp311 wheels from PyPI (rclpy with Fast DDS, lifecycle, actions,
-   the common messages, the ament/rosidl build tools) into the running venv, which becomes the
-   underlay.
-2. Points the wheels' CMake exports at this venv's Python and NumPy headers (they name the
+For each distribution:
+
+1. Installs its cp311 wheels from PyPI (rclpy with Fast DDS, lifecycle, actions, the common
+   messages, the ament/rosidl build tools) into a venv, which becomes the underlay. Jazzy's venv
+   is the running one (.venv). Kilted's is .venv-kilted, a venv of the same Python: the same wheel
+   names (ros-rclpy, ros-std-msgs, ...) in other versions cannot share .venv. Everything in .venv
+   that is not ROS (torch, transformers, ...) is hard-linked into it rather than downloaded again,
+   and this package is installed into it in editable mode.
+2. Points the wheels' CMake exports at that venv's Python and NumPy headers (they name the
    interpreter the wheels were built with).
-3. colcon-builds, into .ros2/install (merged), a vision_msgs package generated from our own
-   field-only definitions in sam3_ros/msgdefs/vision_msgs, and sam3_ros_interfaces (interfaces/).
+3. colcon-builds, into .ros2/install (Kilted: .ros2-kilted/install, merged), a vision_msgs package
+   generated from our own field-only definitions in sam3_ros/msgdefs/vision_msgs, and
+   sam3_ros_interfaces (interfaces/).
 
 A marker holding the hash of every input makes a second run a no-op. Nothing here is fetched
 from anywhere but PyPI; the output is git-ignored.
 """
 from __future__ import annotations
 
+import argparse
 import hashlib
+import importlib.metadata
 import os
 import shutil
 import subprocess
@@ -25,12 +34,10 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-WORKSPACE = REPO / ".ros2"
-INSTALL = WORKSPACE / "install"
-MARKER = INSTALL / ".sam3_ros_underlay"
 VISION_MSGS_DEFS = REPO / "sam3_ros" / "msgdefs" / "vision_msgs" / "msg"
+MARKER_NAME = ".sam3_ros_underlay"
 
-WHEELS = [
+JAZZY_WHEELS = [
     "ros-jazzy-rclpy[fastrtps]==7.1.6",
     *(f"ros-jazzy-{name}==5.3.6" for name in
       ("std-msgs", "sensor-msgs", "geometry-msgs", "visualization-msgs", "diagnostic-msgs", "std-srvs")),
@@ -51,6 +58,46 @@ WHEELS = [
     "catkin_pkg>=1.0",
     "colcon-common-extensions>=0.3",
 ]
+
+# Kilted (rclpy 9.1): the same set. Kilted has no python_cmake_module (rosidl uses FindPython3).
+KILTED_WHEELS = [
+    "ros-kilted-rclpy[fastrtps]==9.1.2",
+    *(f"ros-kilted-{name}==5.5.1" for name in
+      ("std-msgs", "sensor-msgs", "geometry-msgs", "visualization-msgs", "diagnostic-msgs", "std-srvs")),
+    *(f"ros-kilted-{name}==2.3.0" for name in ("lifecycle-msgs", "action-msgs", "builtin-interfaces",
+                                              "rcl-interfaces", "type-description-interfaces")),
+    "ros-kilted-unique-identifier-msgs==2.7.0",
+    "ros-kilted-ament-index-python==1.11.0",
+    "ros-kilted-ament-package==0.17.2",
+    *(f"ros-kilted-{name}==2.7.3" for name in ("ament-cmake", "ament-cmake-python", "ament-cmake-gtest",
+                                              "ament-cmake-gmock", "ament-cmake-pytest",
+                                              "ament-cmake-include-directories")),
+    "ros-kilted-ament-cmake-ros==0.14.5",
+    "ros-kilted-ament-cmake-ros-core==0.14.5",
+    "ros-kilted-rosidl-default-generators==1.7.1",
+    "ros-kilted-rosidl-default-runtime==1.7.1",
+    "ros-kilted-rosidl-core-generators==0.3.1",
+    "ros-kilted-rosidl-generator-py==0.24.2",
+    "catkin_pkg>=1.0",
+    "colcon-common-extensions>=0.3",
+]
+
+
+class Distro:
+    """Where one distribution's runtime lives: its venv (the underlay) and its colcon workspace."""
+
+    def __init__(self, name: str, rclpy: str, wheels: list[str], venv: Path | None, workspace: Path):
+        self.name, self.rclpy, self.wheels = name, rclpy, wheels
+        self.own_venv = venv  # None: the running venv (.venv)
+        self.workspace = workspace
+        self.install = workspace / "install"
+        self.marker = self.install / MARKER_NAME
+
+
+DISTROS = {
+    "jazzy": Distro("jazzy", "7.1", JAZZY_WHEELS, None, REPO / ".ros2"),
+    "kilted": Distro("kilted", "9.1", KILTED_WHEELS, REPO / ".venv-kilted", REPO / ".ros2-kilted"),
+}
 
 VISION_MSGS_PACKAGE_XML = """<?xml version="1.0"?>
 <package format="3">
@@ -86,9 +133,13 @@ def say(message: str) -> None:
     print(f"[ros2-underlay] {message}", flush=True)
 
 
-def inputs_hash() -> str:
+def inputs_hash(distro: Distro) -> str:
     digest = hashlib.sha256(Path(__file__).read_bytes())
     digest.update(sys.version.encode())
+    digest.update(distro.name.encode())
+    if distro.own_venv is not None:  # what is shared from .venv, and this package's own requirements
+        digest.update((REPO / "setup.py").read_bytes())
+        digest.update(" ".join(sorted(shared_distributions())).encode())
     files = sorted([*VISION_MSGS_DEFS.glob("*.msg"), *(REPO / "msg").glob("*"), *(REPO / "srv").glob("*"),
                     *(REPO / "action").glob("*"), *(REPO / "interfaces").glob("*")])
     for path in files:
@@ -97,12 +148,117 @@ def inputs_hash() -> str:
     return digest.hexdigest()
 
 
-def install_wheels() -> None:
-    say("installing ROS 2 Jazzy wheels from PyPI")
-    result = subprocess.run([sys.executable, "-m", "pip", "install", "-q", *WHEELS], capture_output=True, text=True)
+def own_venv_environment() -> dict[str, str]:
+    """This environment without what the running venv's ROS wheels put in it: their bootstrapper
+    re-executes Python once with its own libraries on LD_LIBRARY_PATH and marks that as done,
+    and the other venv's Python must do it again for its own."""
+    env = dict(os.environ)
+    env.pop("_ROS_WHEELS_BOOTSTRAP_COMPLETE", None)
+    prefix = os.path.realpath(sys.prefix)
+    kept = [p for p in env.get("LD_LIBRARY_PATH", "").split(os.pathsep)
+            if p and not os.path.realpath(p).startswith(prefix + os.sep) and os.path.realpath(p) != prefix]
+    env["LD_LIBRARY_PATH"] = os.pathsep.join(kept)
+    return env
+
+
+def run(command: list[str], failure: str, **kwargs) -> None:
+    kwargs.setdefault("env", own_venv_environment())
+    result = subprocess.run(command, capture_output=True, text=True, **kwargs)
     if result.returncode != 0:
         sys.stderr.write(result.stdout[-4000:] + result.stderr[-4000:])
-        raise SystemExit("pip could not install the ROS 2 Jazzy wheels")
+        raise SystemExit(failure)
+
+
+def install_wheels(python: Path, distro: Distro) -> None:
+    say(f"installing ROS 2 {distro.name.capitalize()} wheels from PyPI")
+    run([str(python), "-m", "pip", "install", "-q", *distro.wheels],
+        f"pip could not install the ROS 2 {distro.name.capitalize()} wheels")
+
+
+def _is_ros(name: str) -> bool:
+    return name.lower().replace("_", "-").startswith("ros-")
+
+
+def _top_level(dist: importlib.metadata.Distribution) -> set[str]:
+    """The entries of site-packages that a distribution owns (its metadata folder included)."""
+    tops = {Path(str(f)).parts[0] for f in (dist.files or []) if not str(f).startswith("..")}
+    tops.add(Path(dist._path).name)  # type: ignore[attr-defined]  # its .dist-info / .egg-info
+    return tops
+
+
+def _non_ros_distributions(site: Path) -> list[tuple[str, importlib.metadata.Distribution]]:
+    """Every distribution in ``site`` but the ROS wheels, what they carry (e.g. the egg-info of
+    rclpy inside ros-rclpy) and sam3_ros itself, with its normalised name."""
+    dists = list(importlib.metadata.distributions(path=[str(site)]))
+    ros_owned = set().union(*(_top_level(d) for d in dists if _is_ros(d.metadata["Name"] or "")))
+    found = []
+    for dist in dists:
+        name = (dist.metadata["Name"] or "").lower().replace("_", "-")
+        if name and not _is_ros(name) and name != "sam3-ros" and Path(dist._path).name not in ros_owned:  # type: ignore[attr-defined]
+            found.append((name, dist))
+    return found
+
+
+def shared_distributions() -> list[str]:
+    """'name==version' of every non-ROS distribution in the running venv (see share_from_running_venv)."""
+    return sorted(f"{name}=={dist.version}" for name, dist in
+                  _non_ros_distributions(Path(sysconfig.get_paths()["purelib"])))
+
+
+def _link_tree(source: Path, target: Path) -> None:
+    """Hard links (a copy where links cannot cross file systems), merging into existing folders."""
+    def link(src: str, dst: str) -> None:
+        if os.path.lexists(dst):  # a folder that several distributions share (nvidia/), linked already
+            return
+        try:
+            os.link(src, dst)
+        except OSError:
+            shutil.copy2(src, dst)
+
+    if source.is_dir():
+        shutil.copytree(source, target, symlinks=True, copy_function=link, dirs_exist_ok=True)
+    elif not target.exists():
+        link(str(source), str(target))
+
+
+def share_from_running_venv(site: Path) -> int:
+    """Link every non-ROS distribution of the running venv that ``site`` lacks into ``site``.
+
+    Runs after the ROS wheels are installed there, so whatever they brought (NumPy, PyYAML, ...)
+    stays theirs. Hard links, never symbolic ones: pip in either venv replaces files, so neither
+    venv can change the other's.
+    """
+    source_site = Path(sysconfig.get_paths()["purelib"])
+    present = {(d.metadata["Name"] or "").lower().replace("_", "-")
+               for d in importlib.metadata.distributions(path=[str(site)])}
+    count = 0
+    for name, dist in _non_ros_distributions(source_site):
+        if name in present:
+            continue
+        for top in sorted(_top_level(dist)):
+            if top.endswith(".pth") or top == "__pycache__" or not (source_site / top).exists():
+                continue
+            _link_tree(source_site / top, site / top)
+        present.add(name)
+        count += 1
+    return count
+
+
+def prepare_own_venv(distro: Distro) -> Path:
+    """Create the distribution's venv: its ROS wheels, .venv's other packages, sam3_ros (editable)."""
+    venv = distro.own_venv
+    assert venv is not None
+    shutil.rmtree(venv, ignore_errors=True)
+    say(f"creating {venv.name} (Python {sys.version.split()[0]})")
+    run([sys.executable, "-m", "venv", str(venv)], f"could not create {venv}")
+    python = venv / "bin" / "python"
+    install_wheels(python, distro)
+    site = Path(subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                               capture_output=True, text=True, check=True, env=own_venv_environment()).stdout.strip())
+    say(f"{share_from_running_venv(site)} distributions shared from {Path(sys.prefix).name} by hard links")
+    run([str(python), "-m", "pip", "install", "-q", "--no-deps", "-e", str(REPO)],
+        f"could not install sam3_ros into {venv}")
+    return python
 
 
 def fix_cmake_exports(prefix: Path) -> int:
@@ -145,39 +301,61 @@ def colcon_environment(prefix: Path) -> dict[str, str]:
     return env
 
 
-def colcon_build(prefix: Path) -> None:
-    src = WORKSPACE / "src"
+def colcon_build(prefix: Path, distro: Distro) -> None:
+    workspace, install = distro.workspace, distro.install
+    src = workspace / "src"
     vision_msgs = write_vision_msgs_package(src)
-    command = [str(Path(sys.executable).parent / "colcon"), "--log-base", str(WORKSPACE / "log"), "build",
-               "--merge-install", "--build-base", str(WORKSPACE / "build"), "--install-base", str(INSTALL),
+    command = [str(Path(sys.executable).parent / "colcon"), "--log-base", str(workspace / "log"), "build",
+               "--merge-install", "--build-base", str(workspace / "build"), "--install-base", str(install),
                "--paths", str(vision_msgs), str(REPO / "interfaces"), "--event-handlers", "console_cohesion-",
                "--cmake-args", "-DBUILD_TESTING=OFF", f"-DPython3_EXECUTABLE={sys.executable}",
                # The installed libraries find each other without LD_LIBRARY_PATH at process start.
-               f"-DCMAKE_INSTALL_RPATH={INSTALL / 'lib'}", "-DCMAKE_BUILD_WITH_INSTALL_RPATH=ON"]
+               f"-DCMAKE_INSTALL_RPATH={install / 'lib'}", "-DCMAKE_BUILD_WITH_INSTALL_RPATH=ON"]
     say("colcon build: vision_msgs (our definitions), sam3_ros_interfaces")
-    result = subprocess.run(command, env=colcon_environment(prefix), cwd=WORKSPACE, capture_output=True, text=True)
+    result = subprocess.run(command, env=colcon_environment(prefix), cwd=workspace, capture_output=True, text=True)
     if result.returncode != 0:
         sys.stderr.write(result.stdout[-8000:] + result.stderr[-8000:])
-        raise SystemExit(f"colcon build failed; logs in {WORKSPACE / 'log'}")
+        raise SystemExit(f"colcon build failed; logs in {workspace / 'log'}")
 
 
-def main() -> int:
+def build(distro: Distro) -> None:
+    """Steps 2 and 3 in the distribution's own venv (this process runs there)."""
+    prefix = Path(sys.prefix)
+    say(f"CMake exports fixed: {fix_cmake_exports(prefix)} file(s)")
+    distro.workspace.mkdir(exist_ok=True)
+    colcon_build(prefix, distro)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--distro", choices=sorted(DISTROS), default="jazzy")
+    parser.add_argument("--in-venv", action="store_true", help=argparse.SUPPRESS)  # step 2-3 of an own venv
+    args = parser.parse_args(argv)
+    distro = DISTROS[args.distro]
+    label = f"ROS 2 {distro.name.capitalize()}"
     if sys.version_info[:2] != (3, 11):
-        say(f"PyPI has ROS 2 Jazzy wheels for CPython 3.11 only, this is {sys.version.split()[0]}: "
+        say(f"PyPI has {label} wheels for CPython 3.11 only, this is {sys.version.split()[0]}: "
             "the real-runtime tests will skip")
         return 0
-    started = time.monotonic()
-    expected = inputs_hash()
-    if MARKER.is_file() and MARKER.read_text().strip() == expected:
-        say(f"up to date ({INSTALL}), reused")
+    if args.in_venv:
+        build(distro)
         return 0
-    prefix = Path(sys.prefix)
-    install_wheels()
-    say(f"CMake exports fixed: {fix_cmake_exports(prefix)} file(s)")
-    WORKSPACE.mkdir(exist_ok=True)
-    colcon_build(prefix)
-    MARKER.write_text(expected + "\n")
-    say(f"ready in {time.monotonic() - started:.0f} s: {INSTALL}")
+    started = time.monotonic()
+    expected = inputs_hash(distro)
+    if distro.marker.is_file() and distro.marker.read_text().strip() == expected:
+        say(f"{label} up to date ({distro.install}), reused")
+        return 0
+    if distro.own_venv is None:
+        install_wheels(Path(sys.executable), distro)
+        build(distro)
+    else:
+        python = prepare_own_venv(distro)
+        shutil.rmtree(distro.workspace, ignore_errors=True)
+        if subprocess.run([str(python), str(Path(__file__).resolve()), "--distro", distro.name, "--in-venv"],
+                          env=own_venv_environment()).returncode:
+            raise SystemExit(f"the {label} build failed (in {distro.own_venv})")
+    distro.marker.write_text(expected + "\n")
+    say(f"{label} ready in {time.monotonic() - started:.0f} s: {distro.install}")
     return 0
 
 
