@@ -54,9 +54,11 @@ def upsample_masks(logits: torch.Tensor, image_size: tuple[int, int]) -> Upsampl
     regions = _regions(logits, rows, cols).cpu().numpy()  # transfer 1: (N, 4) y1, y2, x1, x2
     parts, layout = [], []
     for members in _buckets(regions):
-        bits, boxes, edges = _bucket_masks(logits, regions[members], members, rows, cols, height, width)
-        parts += [boxes.flatten(), edges.flatten(), _as_int32(bits)]
+        bits, edges = _bucket_masks(logits, regions[members], members, rows, cols, height, width)
+        parts += [edges.flatten(), _as_int32(bits)]
         layout.append((members, tuple(bits.shape), len(edges)))
+    if not parts:
+        return UpsampledMasks([None] * n, [None] * n)
     batch = torch.cat([p.int() for p in parts]).cpu().numpy()  # transfer 2: the whole batch
     return _on_host(batch, layout, regions, n, height, width)
 
@@ -129,9 +131,9 @@ def _buckets(regions: np.ndarray) -> list[list[int]]:
 
 
 def _bucket_masks(logits: torch.Tensor, regions: np.ndarray, members: list[int], rows: _AxisSampling,
-                  cols: _AxisSampling, height: int, width: int):
-    """One group's regions, padded to a common size: column-major bits (n, Wb, Hb), tight boxes
-    (n, 4) as x1, y1, x2, y2 (-1 when empty), and RLE edges (E, 2) as (slot, full-frame position)."""
+                  cols: _AxisSampling, height: int, width: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """One group's regions, padded to a common size: column-major bits (n, Wb, Hb) and RLE edges
+    (E, 2) as (slot, full-frame position)."""
     device = logits.device
     n, low_h, low_w = len(members), logits.shape[1], logits.shape[2]
     region_h, region_w = regions[:, 1] - regions[:, 0], regions[:, 3] - regions[:, 2]
@@ -143,62 +145,52 @@ def _bucket_masks(logits: torch.Tensor, regions: np.ndarray, members: list[int],
     ys = (y1 + torch.arange(pad_h, device=device)).clamp(max=height - 1)  # (n, Hb) output rows
     xs = (x1 + torch.arange(pad_w, device=device)).clamp(max=width - 1)   # (n, Wb) output columns
 
-    # Bilinear as F.interpolate computes it: along x on the low-res rows the region reads, then along y.
-    source_rows = (first_low + torch.arange(low_rows, device=device)).clamp(max=low_h - 1)
-    source_rows = source_rows + torch.tensor(members, device=device)[:, None] * low_h
+    # Bilinear as F.interpolate computes it: along x on the low-res rows the region reads, then along
+    # y; each pass picks whole rows (index_select), which copies contiguous memory.
+    slot = torch.arange(n, device=device)[:, None]
+    member = torch.tensor(members, device=device)[:, None]
+    source_rows = (first_low + torch.arange(low_rows, device=device)).clamp(max=low_h - 1) + member * low_h
     picked = logits.reshape(-1, low_w).index_select(0, source_rows.flatten()).view(n, low_rows, low_w)
-    fx = cols.frac[xs][:, None, :]
-    across = (picked.gather(2, cols.low[xs][:, None, :].expand(n, low_rows, pad_w)) * (1 - fx)
-              + picked.gather(2, cols.high[xs][:, None, :].expand(n, low_rows, pad_w)) * fx)
-    across = across.transpose(1, 2).contiguous()                                     # (n, Wb, Lh)
-    top = (rows.low[ys] - first_low).clamp(0, low_rows - 1)[:, None, :].expand(n, pad_w, pad_h)
-    bottom = (rows.high[ys] - first_low).clamp(0, low_rows - 1)[:, None, :].expand(n, pad_w, pad_h)
-    fy = rows.frac[ys][:, None, :]
-    values = across.gather(2, top) * (1 - fy) + across.gather(2, bottom) * fy        # (n, Wb, Hb)
-    inside = ((torch.arange(pad_w, device=device) < r[:, 3:4] - x1)[:, :, None]
-              & (torch.arange(pad_h, device=device) < r[:, 1:2] - y1)[:, None, :])
-    bits = (values > 0) & inside
-
-    boxes = _tight_boxes(bits, x1[:, 0], y1[:, 0])
-    whole_columns = torch.from_numpy((regions[:, 0] == 0) & (regions[:, 1] == height)).to(device)
-    return bits, boxes, _rle_edges(bits, x1[:, 0], y1[:, 0], whole_columns, height, width)
+    by_column = picked.transpose(1, 2).reshape(n * low_w, low_rows)                  # (n w, Lh)
+    across = _blend_rows(by_column, cols.low[xs] + slot * low_w, cols.high[xs] + slot * low_w, cols.frac[xs])
+    by_row = across.view(n, pad_w, low_rows).transpose(1, 2).reshape(n * low_rows, pad_w)  # (n Lh, Wb)
+    top = (rows.low[ys] - first_low).clamp(0, low_rows - 1) + slot * low_rows
+    bottom = (rows.high[ys] - first_low).clamp(0, low_rows - 1) + slot * low_rows
+    values = _blend_rows(by_row, top, bottom, rows.frac[ys]).view(n, pad_h, pad_w)
+    bits = (values > 0).transpose(1, 2).contiguous()                                  # (n, Wb, Hb)
+    if (region_h < pad_h).any() or (region_w < pad_w).any():  # padding must stay empty
+        bits &= (torch.arange(pad_w, device=device) < r[:, 3:4] - x1)[:, :, None]
+        bits &= (torch.arange(pad_h, device=device) < r[:, 1:2] - y1)[:, None, :]
+    return bits, _rle_edges(bits, x1[:, 0], y1[:, 0], height, width)
 
 
-def _tight_boxes(bits: torch.Tensor, x1: torch.Tensor, y1: torch.Tensor) -> torch.Tensor:
-    """(n, 4) x1, y1, x2, y2 (exclusive) of each region's positive pixels; -1 when none."""
-    first_col, last_col = _first_last(bits.any(dim=2))
-    first_row, last_row = _first_last(bits.any(dim=1))
-    boxes = torch.stack([x1 + first_col, y1 + first_row, x1 + last_col + 1, y1 + last_row + 1], dim=1)
-    return torch.where((last_col >= 0)[:, None], boxes, -1)
+def _blend_rows(source: torch.Tensor, low: torch.Tensor, high: torch.Tensor, frac: torch.Tensor) -> torch.Tensor:
+    """source[low] * (1 - frac) + source[high] * frac, row by row: (n, k) indices into the rows of
+    ``source`` and weights -> (n k, row length)."""
+    out = source.index_select(0, low.flatten()).mul_((1 - frac).reshape(-1, 1))
+    return out.addcmul_(source.index_select(0, high.flatten()), frac.reshape(-1, 1))
 
 
-def _first_last(flags: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    index = torch.arange(flags.shape[1], device=flags.device)
-    return (torch.where(flags, index, flags.shape[1]).amin(dim=1),
-            torch.where(flags, index, -1).amax(dim=1))
-
-
-def _rle_edges(bits: torch.Tensor, x1: torch.Tensor, y1: torch.Tensor, whole_columns: torch.Tensor,
-               height: int, width: int) -> torch.Tensor:
+def _rle_edges(bits: torch.Tensor, x1: torch.Tensor, y1: torch.Tensor, height: int, width: int) -> torch.Tensor:
     """(E, 2) long: (slot, position) where each region's mask changes value, in full-frame
     column-major positions, in order. A run of 1s over positions a .. b - 1 gives edges a and b."""
-    before = torch.zeros_like(bits)
-    before[:, :, 1:] = bits[:, :, :-1]
-    after = torch.zeros_like(bits)
-    after[:, :, :-1] = bits[:, :, 1:]
-    # A region spanning whole columns runs on from the bottom of one column to the top of the next.
-    before[:, 1:, 0] |= bits[:, :-1, -1] & whole_columns[:, None]
-    after[:, :-1, -1] |= bits[:, 1:, 0] & whole_columns[:, None]
-    rises = (bits & ~before).nonzero()
-    falls = (bits & ~after).nonzero()
-    rise_at = (x1[rises[:, 0]] + rises[:, 1]) * height + y1[rises[:, 0]] + rises[:, 2]
-    fall_at = (x1[falls[:, 0]] + falls[:, 1]) * height + y1[falls[:, 0]] + falls[:, 2] + 1
-    slots = torch.cat([rises[:, 0], falls[:, 0]])
-    positions = torch.cat([rise_at, fall_at])
+    pad_h = bits.shape[2]
+    changes = (bits[:, :, 1:] ^ bits[:, :, :-1]).nonzero()   # between rows y and y + 1 of column x
+    starts = bits[:, :, 0].nonzero()                          # a run from the region's top row
+    ends = bits[:, :, -1].nonzero()                           # a run to the region's bottom row
+    slots = torch.cat([changes[:, 0], starts[:, 0], ends[:, 0]])
+    column = torch.cat([changes[:, 1], starts[:, 1], ends[:, 1]])
+    row = torch.cat([changes[:, 2] + 1, starts.new_zeros(len(starts)), starts.new_full((len(ends),), pad_h)])
+    positions = (x1[slots] + column) * height + y1[slots] + row
+    keys = slots * (height * width + 1) + positions
+    keys, order = torch.sort(keys)
+    slots, positions = slots[order], positions[order]
+    # A region spanning whole columns ends one column where it starts the next: the run goes on.
+    same = keys[1:] == keys[:-1]
     keep = positions < height * width  # a run reaching the last pixel needs no closing edge
-    slots, positions = slots[keep], positions[keep]
-    order = torch.argsort(slots * (height * width + 1) + positions)
-    return torch.stack([slots[order], positions[order]], dim=1)
+    keep[1:] &= ~same
+    keep[:-1] &= ~same
+    return torch.stack([slots[keep], positions[keep]], dim=1)
 
 
 def _as_int32(bits: torch.Tensor) -> torch.Tensor:
@@ -215,8 +207,6 @@ def _on_host(batch: np.ndarray, layout, regions: np.ndarray, n: int, height: int
     end = np.array([height * width], dtype=np.int64)
     offset = 0
     for members, (count, pad_w, pad_h), num_edges in layout:
-        tight = batch[offset: offset + 4 * count].reshape(count, 4)
-        offset += 4 * count
         edges = batch[offset: offset + 2 * num_edges].reshape(num_edges, 2)
         offset += 2 * num_edges
         num_bits = count * pad_w * pad_h
@@ -224,12 +214,23 @@ def _on_host(batch: np.ndarray, layout, regions: np.ndarray, n: int, height: int
         offset += (num_bits + 3) // 4
         per_slot = np.split(edges[:, 1].astype(np.int64), np.cumsum(np.bincount(edges[:, 0], minlength=count))[:-1])
         for slot, i in enumerate(members):
-            bx1, by1, bx2, by2 = (int(v) for v in tight[slot])
-            if bx1 < 0:
-                continue
+            if per_slot[slot].size == 0:
+                continue  # nothing positive at image resolution
+            bx1, by1, bx2, by2 = _box_of_runs(per_slot[slot], height, width)
             y1, x1 = int(regions[i, 0]), int(regions[i, 2])
             crop = MaskCrop(bx1, by1, bits[slot, bx1 - x1: bx2 - x1, by1 - y1: by2 - y1].T)
             counts = np.diff(np.concatenate(([0], per_slot[slot], end)))
             masks[i] = RleMask(height, width, tuple(counts.tolist()), crop)
             boxes[i] = (float(bx1), float(by1), float(bx2), float(by2))
     return UpsampledMasks(masks, boxes)
+
+
+def _box_of_runs(edges: np.ndarray, height: int, width: int) -> tuple[int, int, int, int]:
+    """Tight x1, y1, x2, y2 of a mask from its run edges (column-major positions)."""
+    starts = edges[0::2]
+    stops = np.append(edges[1::2], height * width) if len(edges) % 2 else edges[1::2]
+    first_col, last_col = starts // height, (stops - 1) // height
+    one_column = first_col == last_col  # runs that wrap into the next column cover every row
+    top = (starts % height)[one_column].min(initial=height) if one_column.all() else 0
+    bottom = ((stops - 1) % height)[one_column].max(initial=-1) if one_column.all() else height - 1
+    return int(first_col[0]), int(top), int(last_col[-1]) + 1, int(bottom) + 1
