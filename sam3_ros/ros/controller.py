@@ -142,6 +142,9 @@ class NodeCore:
         self._last_error_log: dict[str, float] = {}
         self._image_size: tuple[int, int] | None = None
         self._sync: StampSynchronizer | None = None
+        # Input role ("image", "camera_info", "depth") -> the topic name as the node resolved it
+        # (namespace and remapping applied); diagnostics name these. Set by the node on activate.
+        self.topic_names: dict[str, str] = {}
         # Whether an optional output (a FrameOutputs field) has a subscriber; the node asks its
         # publishers. Outputs nobody subscribes to are not built.
         self.subscribed: Callable[[str], bool] = lambda output: True
@@ -549,11 +552,14 @@ class NodeCore:
         p, now = self.params, self._now_ns()
         recent = lambda ns: ns is not None and (now - ns) / 1e9 <= p.camera_timeout_s  # noqa: E731
         if not recent(self.counters.last_image_ns):
+            named = {role: self.topic_names.get(role, topic) for role, topic in
+                     (("image", p.image_topic), ("camera_info", p.camera_info_topic), ("depth", p.depth_topic))}
             if recent(self.counters.last_raw_image_ns):
-                partners = " and ".join(t for t in (p.camera_info_topic, p.depth_topic) if t)
-                return Level.WARN, (f"images arrive on {p.image_topic} but none pairs with {partners} within "
+                partners = " and ".join(named[r] for r, t in (("camera_info", p.camera_info_topic),
+                                                              ("depth", p.depth_topic)) if t)
+                return Level.WARN, (f"images arrive on {named['image']} but none pairs with {partners} within "
                                     f"sync_slop_s = {p.sync_slop_s:g} s for over {p.camera_timeout_s:g} s")
-            return Level.WARN, f"no image on {p.image_topic} for over {p.camera_timeout_s:g} s"
+            return Level.WARN, f"no image on {named['image']} for over {p.camera_timeout_s:g} s"
         if not self._concepts:
             return Level.WARN, "no concepts: call ~/set_concepts or ~/add_concept"
         return Level.OK, f"tracking {len(self._concepts)} concept(s) at {self._fps():.1f} fps"

@@ -256,11 +256,13 @@ class Sam3Node(LifecycleNode):
         qos = QoSProfile(depth=p.queue_depth, reliability=ReliabilityPolicy.RELIABLE) \
             if p.reliability == "reliable" else qos_profile_sensor_data
         image_type = CompressedImage if p.image_topic.rstrip("/").endswith("compressed") else Image
-        inputs = [(image_type, p.image_topic)]
-        inputs += [(CameraInfo, p.camera_info_topic)] if p.camera_info_topic else []
-        inputs += [(Image, p.depth_topic)] if p.depth_topic else []
-        for (msg_type, topic), callback in zip(inputs, self.core.camera_callbacks()):
-            self._camera_inputs.append(self.create_subscription(msg_type, topic, callback, qos))
+        inputs = [("image", image_type, p.image_topic)]
+        inputs += [("camera_info", CameraInfo, p.camera_info_topic)] if p.camera_info_topic else []
+        inputs += [("depth", Image, p.depth_topic)] if p.depth_topic else []
+        for (role, msg_type, topic), callback in zip(inputs, self.core.camera_callbacks()):
+            subscription = self.create_subscription(msg_type, topic, callback, qos)
+            self._camera_inputs.append(subscription)
+            self.core.topic_names[role] = subscription.topic_name  # resolved: diagnostics name it
 
     def _lookup_transform(self, target: str, source: str, stamp_ns: int):
         import tf2_ros
