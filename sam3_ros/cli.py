@@ -180,6 +180,14 @@ def _add_model_args(parser: argparse.ArgumentParser) -> None:
                         help="override a configuration value, e.g. tracking.max_tracks=20 (repeatable)")
 
 
+def _loading(load, config):
+    """``load(config)``, saying first what loads (the real checkpoint takes a while)."""
+    what = "the tiny random-init model" if config.model.tiny else (config.model.checkpoint or config.model.engines_dir)
+    print(f"loading SAM 3: {what} ({config.model.backend}, device {config.model.device}) ...", file=sys.stderr,
+          flush=True)
+    return load(config)
+
+
 def _announce(loaded) -> None:
     """Say which model runs, once: the loader has already warned about random weights it loaded."""
     if not (loaded.weights is not None and loaded.random_weights):
@@ -247,7 +255,7 @@ def _run(args: argparse.Namespace) -> int:
     # Inputs, output folder and boxes are checked before the model loads (3.4 GB for the real one).
     concepts = check_run(args.input, args.output, concepts, args.image_topic, start_ns=args.start_time,
                          on_warning=lambda note: print(f"warning: {note}", file=sys.stderr))
-    loaded = load_pipeline(config)
+    loaded = _loading(load_pipeline, config)
     _announce(loaded)
     with args.stop_signals.deferred():  # a signal stops the run between frames, every file closed
         summary = run_offline(loaded.pipeline, concepts, args.input, args.output,
@@ -289,8 +297,9 @@ def _export(args: argparse.Namespace) -> int:
     from .factory import load_model
 
     config = _config_from(args)
-    loaded = load_model(config.updated({"model.device": "cpu", "model.dtype": "float32"}))
-    print(loaded.describe(), file=sys.stderr)
+    loaded = _loading(load_model, config.updated({"model.device": "cpu", "model.dtype": "float32"}))
+    if not loaded.random_weights:  # the loader has already warned about random weights
+        print(loaded.describe(), file=sys.stderr)
     manifest = export_onnx(loaded, args.output, components=args.components, verify=not args.no_verify)
     issues = {name: entry["tensorrt_issues"] for name, entry in manifest["components"].items() if entry["tensorrt_issues"]}
     for name, found in issues.items():
@@ -318,10 +327,12 @@ def _bench(args: argparse.Namespace) -> int:
     from .factory import load_pipeline
 
     config = _config_from(args)
-    loaded = load_pipeline(config)
+    loaded = _loading(load_pipeline, config)
     print(loaded.description)
     images = synthetic_frames(args.frames, *args.image)
     for tracks in args.tracks:
+        print(f"measuring with {tracks} live track(s): {args.warmup} warm-up + {args.frames} timed frames ...",
+              file=sys.stderr, flush=True)
         pipeline = Sam3Pipeline(loaded.pipeline.components, loaded.pipeline.tokenizer, holding_tracks(config, tracks))
         print(describe(tracks, median_stage_ms(pipeline, images, args.warmup, tracks)), flush=True)
     return EXIT_OK
@@ -371,7 +382,7 @@ def _demo(args: argparse.Namespace) -> int:
     output = Path(args.output)
     clear_demo_output(output)
     clip = write_demo_clip(output / DEMO_CLIP, frames=args.frames)
-    loaded = load_pipeline(config)
+    loaded = _loading(load_pipeline, config)
     _announce(loaded)
     concepts = parse_concepts(["red ball", "blue box"], [])
     with args.stop_signals.deferred():

@@ -7,6 +7,7 @@ ones with onnxruntime, and against TensorRT's documented operator support.
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import time
@@ -45,11 +46,26 @@ def export_onnx(loaded: LoadedSam3, output_dir: str | Path, components: list[str
     if unknown:
         raise ExportError(f"unknown components {sorted(unknown)}; known: {[s.name for s in GRAPHS]}")
     attention = loaded.model.config._attn_implementation
-    loaded.model.set_attn_implementation("eager")  # explicit attention: no fused SDPA in the graphs
+    with _quiet_transformers():  # one "could not check the sub-model" warning per sub-config and switch
+        loaded.model.set_attn_implementation("eager")  # explicit attention: no fused SDPA in the graphs
     try:
         return _export_all(loaded, output_dir, specs, verify, log)
     finally:
-        loaded.model.set_attn_implementation(attention)
+        with _quiet_transformers():
+            loaded.model.set_attn_implementation(attention)
+
+
+@contextlib.contextmanager
+def _quiet_transformers():
+    """transformers' logging at ERROR inside the block (its warnings there say nothing to act on)."""
+    from transformers.utils import logging as hf_logging
+
+    level = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(level)
 
 
 def _export_all(loaded: LoadedSam3, output_dir: Path, specs: list[GraphSpec], verify: bool,
@@ -67,7 +83,8 @@ def _export_all(loaded: LoadedSam3, output_dir: Path, specs: list[GraphSpec], ve
         "tokenizer": TOKENIZER_DIR,
         "components": {},
     }
-    for spec in specs:
+    for number, spec in enumerate(specs, 1):
+        log(f"{spec.name} ({number}/{len(specs)}): exporting{' and verifying' if verify else ''} ...")
         start = time.perf_counter()
         manifest["components"][spec.name] = _export_one(spec, loaded, output_dir, verify)
         entry = manifest["components"][spec.name]
