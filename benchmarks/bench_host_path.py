@@ -38,10 +38,13 @@ ROBOT_OUTPUTS = {"instances", "detections", "detections_3d", "label_info"}
 
 # -- one measurement, in a process of its own ------------------------------------------------------------
 
-def measure(width: int, height: int, count: int, mode: str, device: str, frames: int, warmup: int) -> dict:
+def measure(width: int, height: int, count: int, mode: str, device: str, frames: int, warmup: int,
+            threads: int = 0) -> dict:
     sys.path.insert(0, str(REPO / "test"))
     import numpy as np
     import torch
+    if threads > 0:
+        torch.set_num_threads(threads)
     import sam3_ros
     from sam3_ros.core.config import PipelineConfig
     from sam3_ros.core.image_encoding import rgb_to_image_fields
@@ -157,6 +160,7 @@ def main() -> None:
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
     parser.add_argument("--frames", type=int, default=5, help="measured frames per setting (median)")
     parser.add_argument("--warmup", type=int, default=4, help="frames before measuring (tracks get confirmed)")
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     parser.add_argument("--old", default="4902ecf", help="commit to compare with ('none': new code only)")
     parser.add_argument("--json", type=Path, help="write every measurement here")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
@@ -166,7 +170,8 @@ def main() -> None:
     args = parser.parse_args()
     if args.worker:
         width, height = (int(v) for v in args.size.split("x"))
-        print(json.dumps(measure(width, height, args.count, args.mode, args.device, args.frames, args.warmup)))
+        print(json.dumps(measure(width, height, args.count, args.mode, args.device, args.frames, args.warmup,
+                                 args.threads)))
         return
 
     results = []
@@ -183,7 +188,7 @@ def main() -> None:
                     for version, path in versions.items():
                         row[version] = run_worker(path, ["--size", size, "--count", str(count), "--mode", mode,
                                                          "--device", args.device, "--frames", str(args.frames),
-                                                         "--warmup", str(args.warmup)])
+                                                         "--warmup", str(args.warmup), "--threads", str(args.threads)])
                     results.append(row)
                     cells = [f"{row[v]['total']:8.1f} ({row[v]['core']:.1f}/{row[v]['node']:.1f}/"
                              f"{row[v]['preprocess']:.1f})" for v in versions]

@@ -296,4 +296,4 @@ def test_outputs_nobody_subscribes_to_are_not_built():
     core.subscribed = lambda output: output == "overlay"
     outputs = feed_frame(core, scene, 1_033_000_000)
     assert outputs.overlay is not None and outputs.id_image is None
-    assert outputs.result._id_image is not None  # painted once, for the overlay's palette
+    assert outputs.result._id_image is None  # the overlay paints its own palette index image

@@ -8,7 +8,8 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from .geometry import MAX_STATISTICS_POINTS, pca_box, quaternion_to_matrix as quaternion_matrix  # noqa: F401
+from .geometry import (MAX_STATISTICS_POINTS, as_columns, pca_box, pca_box_of_columns,  # noqa: F401
+                       quaternion_to_matrix as quaternion_matrix)
 from .masks import MaskCrop
 from .point_cloud import downsample
 from .results import Position3D
@@ -76,13 +77,14 @@ def crop_points(crop: MaskCrop, depth_m: np.ndarray, fx: float, fy: float, cx: f
 def position_of_points(points: np.ndarray, frame_id: str) -> Position3D:
     """Centroid, robust axis-aligned extent (percentiles) and PCA box (when enough points) of (N, 3)
     points. All use every point, except the PCA axes (see ``pca_box``)."""
-    low, high = np.percentile(points, EXTENT_PERCENTILES, axis=0)
+    columns = as_columns(points)
+    low, high = _percentiles(columns, EXTENT_PERCENTILES)
     return Position3D(
         frame_id=frame_id,
-        centroid=_triple(points.mean(axis=0)),
+        centroid=_triple(columns.mean(axis=1)),
         size=_triple(high - low),
-        num_points=len(points),
-        box=pca_box(points),
+        num_points=columns.shape[1],
+        box=pca_box_of_columns(columns),
     )
 
 
@@ -99,6 +101,17 @@ def instance_position(
     """Centroid, axis-aligned extent and oriented box of a mask's pixels (see ``instance_points``)."""
     points = instance_points(mask, depth_m, fx, fy, cx, cy, min_points)
     return None if points is None else position_of_points(points, frame_id)
+
+
+def _percentiles(columns: np.ndarray, percents: tuple[float, ...]) -> list[np.ndarray]:
+    """Per-row percentiles of (3, N) values (linear interpolation, as np.percentile's default),
+    from one partial sort of each row."""
+    n = columns.shape[1]
+    positions = [q / 100 * (n - 1) for q in percents]
+    below = [int(np.floor(p)) for p in positions]
+    kth = sorted({k for b in below for k in (b, min(b + 1, n - 1))})
+    ordered = np.partition(columns, kth, axis=1)
+    return [ordered[:, b] + (ordered[:, min(b + 1, n - 1)] - ordered[:, b]) * (p - b) for p, b in zip(positions, below)]
 
 
 def transform_points(points: np.ndarray, rotation_3x3: np.ndarray, translation_3: np.ndarray) -> np.ndarray:

@@ -12,8 +12,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .point_cloud import downsample
-
 # Below this many points a PCA box is not trusted: the axis-aligned box is used instead.
 MIN_OBB_POINTS = 30
 # The depth outlier band (median, MAD) and the PCA axes of an instance come from at most this many
@@ -43,20 +41,36 @@ class OrientedBox:
 
 def pca_box(points: np.ndarray, min_points: int = MIN_OBB_POINTS) -> OrientedBox | None:
     """The PCA-oriented box of (N, 3) points, or None when there are fewer than ``min_points``."""
-    points = np.asarray(points, dtype=np.float64).reshape(-1, 3)
-    if len(points) < max(min_points, 3):
+    return pca_box_of_columns(as_columns(points), min_points)
+
+
+def as_columns(points: np.ndarray) -> np.ndarray:
+    """(N, 3) points as a contiguous (3, N) float64 array: x, y and z each reduce along memory."""
+    return np.ascontiguousarray(np.asarray(points, dtype=np.float64).reshape(-1, 3).T)
+
+
+def pca_box_of_columns(columns: np.ndarray, min_points: int = MIN_OBB_POINTS) -> OrientedBox | None:
+    """``pca_box`` of (3, N) points (``as_columns``)."""
+    if columns.shape[1] < max(min_points, 3):
         return None
-    mean = points.mean(axis=0)
-    centred = points - mean
-    fit = downsample(centred, MAX_STATISTICS_POINTS)
-    _, vectors = np.linalg.eigh(fit.T @ fit)           # ascending eigenvalues
+    mean = columns.mean(axis=1)
+    centred = columns - mean[:, None]
+    fit = centred[:, _evenly_spread(columns.shape[1], MAX_STATISTICS_POINTS)]
+    _, vectors = np.linalg.eigh(fit @ fit.T)           # ascending eigenvalues
     axes = vectors[:, ::-1].copy()                     # columns: largest variance first
     if np.linalg.det(axes) < 0:
         axes[:, 2] = -axes[:, 2]                       # right-handed
-    local = centred @ axes
-    low, high = local.min(axis=0), local.max(axis=0)
+    local = axes.T @ centred
+    low, high = local.min(axis=1), local.max(axis=1)
     center = mean + axes @ ((low + high) / 2)
     return OrientedBox(_triple(center), _triple(high - low), matrix_to_quaternion(axes))
+
+
+def _evenly_spread(count: int, most: int) -> slice | np.ndarray:
+    """Indices of at most ``most`` of ``count`` items, evenly spaced (all of them: a plain slice)."""
+    if count <= most:
+        return slice(None)
+    return np.linspace(0, count - 1, most).round().astype(np.int64)
 
 
 def matrix_to_quaternion(rotation: np.ndarray) -> tuple[float, float, float, float]:

@@ -6,7 +6,7 @@ import colorsys
 import cv2
 import numpy as np
 
-from ..core.results import ID_IMAGE_VALUES, FrameResult, Instance, TrackState, id_image_value
+from ..core.results import FrameResult, Instance, TrackState
 
 _GOLDEN_RATIO_CONJUGATE = 0.6180339887498949
 _FONT = cv2.FONT_HERSHEY_SIMPLEX
@@ -29,9 +29,8 @@ def instance_caption(instance: Instance) -> str:
 def draw_overlay(rgb: np.ndarray, result: FrameResult, alpha: float = 0.5) -> np.ndarray:
     """A copy of the (H, W, 3) uint8 RGB image with every visible instance drawn on it.
 
-    Masks come from the result's instance-ID image (shared with the ID image output) and a palette
-    of track colours, blended with ``alpha`` in one pass: each pixel shows the best-scoring
-    instance covering it. Contours, boxes and labels follow, lower-scoring instances first, each
+    Masks are painted from their crops into one index image and blended with a palette of track
+    colours with ``alpha`` in one pass: each pixel shows the best-scoring instance covering it. Contours, boxes and labels follow, lower-scoring instances first, each
     from its mask's crop. LOST instances (not visible on this frame) are not drawn.
     """
     if rgb.shape[:2] != (result.image_height, result.image_width):
@@ -43,7 +42,7 @@ def draw_overlay(rgb: np.ndarray, result: FrameResult, alpha: float = 0.5) -> np
     visible = sorted((i for i in result.instances if i.state != TrackState.LOST), key=lambda i: i.score)
     if not visible:
         return canvas
-    _blend_masks(canvas, result, visible, alpha)
+    _blend_masks(canvas, visible, alpha)
     scale = max(0.4, min(canvas.shape[:2]) / 800)
     thickness = max(1, round(scale * 2))
     for inst in visible:
@@ -59,20 +58,20 @@ def draw_overlay(rgb: np.ndarray, result: FrameResult, alpha: float = 0.5) -> np
     return canvas
 
 
-def _blend_masks(canvas: np.ndarray, result: FrameResult, visible: list[Instance], alpha: float) -> None:
-    """Blend every visible instance's pixels with its track colour, from the ID image and a palette."""
-    ids = result.instance_id_image()
-    palette = np.zeros((ID_IMAGE_VALUES + 1, 3), dtype=np.float32)
-    drawn = np.zeros(ID_IMAGE_VALUES + 1, dtype=bool)
-    for inst in visible:
-        value = id_image_value(inst.track_id)
-        palette[value] = track_colour(inst.track_id)
-        drawn[value] = True
-    covered = ids > 0
-    if len(visible) < len(result.instances):  # LOST instances are in the ID image but not drawn
-        covered &= drawn[ids]
-    under = canvas[covered]
-    canvas[covered] = ((1 - alpha) * under + alpha * palette[ids[covered]]).round().astype(np.uint8)
+def _blend_masks(canvas: np.ndarray, visible: list[Instance], alpha: float) -> None:
+    """Blend every visible instance's pixels with its track colour in one pass: an index image
+    painted from the masks' crops (best-scoring instance on top) and a palette."""
+    small = len(visible) < 256
+    index = np.zeros(canvas.shape[:2], dtype=np.uint8 if small else np.uint16)
+    palette = np.zeros((max(len(visible) + 1, 256), 3), dtype=np.uint8)
+    for k, inst in enumerate(visible, start=1):  # ascending score: the best is painted last
+        palette[k] = track_colour(inst.track_id)
+        crop = inst.mask.crop()
+        if crop is not None:
+            crop.paste(index, k)
+    colours = cv2.LUT(cv2.merge([index] * 3), palette[:256, None, :]) if small else palette[index]
+    blended = cv2.addWeighted(canvas, 1 - alpha, colours, alpha, 0.0)
+    cv2.copyTo(blended, (index > 0).view(np.uint8), canvas)
 
 
 def _draw_label(canvas: np.ndarray, text: str, corner: tuple[int, int], colour: tuple[int, int, int],
