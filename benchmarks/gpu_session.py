@@ -237,7 +237,7 @@ class Session:
 
     @property
     def cuda(self) -> bool:
-        return self.device_name == "cuda"
+        return self.device_name.startswith("cuda")
 
 
 def run_part(session: Session, name: str, fn, cap_s: float, needs_model: bool) -> dict:
@@ -290,8 +290,11 @@ def _free_memory(session: Session) -> None:
     if session.cuda:
         import torch
 
-        torch.cuda.synchronize()
-        torch.cuda.empty_cache()
+        try:  # a part stopped mid-way (e.g. during CUDA graph capture) must not take the session with it
+            torch.cuda.synchronize()
+            torch.cuda.empty_cache()
+        except Exception as err:  # noqa: BLE001
+            print(f"warning: freeing GPU memory after a part failed: {err}", flush=True)
 
 
 def start_watchdog(session: Session) -> None:
@@ -843,17 +846,22 @@ def part_host_path(session: Session, data: dict, clock: PartClock) -> None:
     data["command"] = " ".join(cmd[1:])
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
-    timeout = max(clock.left() - 1.0, 1.0)
+    timeout = max(clock.left() - 2.0, 1.0)
+    # its own process group: bench_host_path.py starts worker processes, which must end with it
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
     try:
-        proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
-    except subprocess.TimeoutExpired as err:
-        data["output_tail"] = ((err.stdout or b"").decode(errors="replace") if isinstance(err.stdout, bytes)
-                               else (err.stdout or ""))[-3000:]
-        raise RuntimeError(f"bench_host_path.py did not finish in {timeout:.0f} s") from None
+        stdout, stderr = proc.communicate(timeout=timeout)
+    except BaseException:  # the timeout, or this part's own deadline
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        stdout, stderr = proc.communicate()
+        data["output_tail"] = (stdout + stderr)[-3000:]
+        raise
     data["returncode"] = proc.returncode
-    data["output_tail"] = (proc.stdout + proc.stderr)[-3000:]
+    data["output_tail"] = (stdout + stderr)[-3000:]
     if proc.returncode != 0:
-        raise RuntimeError(f"bench_host_path.py exited with {proc.returncode}: {(proc.stderr or proc.stdout)[-500:]}")
+        raise RuntimeError(f"bench_host_path.py exited with {proc.returncode}: {(stderr or stdout)[-500:]}")
     if result_path.is_file():
         data["result"] = json.loads(result_path.read_text())
     else:
