@@ -16,7 +16,7 @@ Per frame it measures, in milliseconds:
 Two output modes: ``all`` (every output has a subscriber) and ``default`` (only the robot outputs
 instances, detections, detections_3d and label_info have one). Each (version, setting) runs in its
 own process: the old version is ``git archive`` of ``--old`` (default 4902ecf, the commit before the
-host-path work) on PYTHONPATH, the new one is this checkout. Medians over ``--frames`` frames after
+host-path work; or a folder where it was extracted) first on PYTHONPATH, the new one is this checkout. Medians over ``--frames`` frames after
 ``--warmup``.
 """
 from __future__ import annotations
@@ -144,7 +144,8 @@ def old_tree(commit: str, into: Path) -> Path:
 
 
 def run_worker(pythonpath: Path, args: list[str]) -> dict:
-    env = {**os.environ, "PYTHONPATH": str(pythonpath)}
+    inherited = os.environ.get("PYTHONPATH")  # wheels installed beside the code (a GPU machine's /tmp/site)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(pythonpath)] + ([inherited] if inherited else []))}
     out = subprocess.run([sys.executable, __file__, "--worker", *args], env=env, capture_output=True, text=True)
     if out.returncode != 0:
         raise RuntimeError(f"worker {args} failed:\n{out.stderr[-3000:]}")
@@ -161,7 +162,8 @@ def main() -> None:
     parser.add_argument("--frames", type=int, default=5, help="measured frames per setting (median)")
     parser.add_argument("--warmup", type=int, default=4, help="frames before measuring (tracks get confirmed)")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
-    parser.add_argument("--old", default="4902ecf", help="commit to compare with ('none': new code only)")
+    parser.add_argument("--old", default="4902ecf",
+                        help="commit to compare with, or a folder holding its sam3_ros/ ('none': new code only)")
     parser.add_argument("--json", type=Path, help="write every measurement here")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--size", help=argparse.SUPPRESS)
@@ -177,7 +179,9 @@ def main() -> None:
     results = []
     with tempfile.TemporaryDirectory() as tmp:
         versions = {"new": REPO}
-        if args.old != "none":
+        if Path(args.old, "sam3_ros").is_dir():  # an extracted tree (git archive), e.g. on a machine without history
+            versions = {"old": Path(args.old).resolve(), **versions}
+        elif args.old != "none":
             versions = {"old": old_tree(args.old, Path(tmp)), **versions}
         print(f"{'camera':>10} {'inst':>4} {'outputs':>7} | " + " | ".join(
             f"{v} total (core/node/pre)" for v in versions) + (" | speed-up" if len(versions) > 1 else ""), flush=True)

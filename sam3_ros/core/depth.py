@@ -10,7 +10,7 @@ import numpy as np
 
 from .geometry import (MAX_STATISTICS_POINTS, as_columns, pca_box, pca_box_of_columns,  # noqa: F401
                        quaternion_to_matrix as quaternion_matrix)
-from .masks import MaskCrop
+from .masks import MaskCrop, RleMask
 from .point_cloud import downsample
 from .results import Position3D
 
@@ -43,6 +43,16 @@ def instance_points(
         height, width = depth_m.shape
         mask = cv2.resize(mask.astype(np.uint8), (width, height), interpolation=cv2.INTER_NEAREST)
     crop = MaskCrop.of(mask.astype(bool))
+    return None if crop is None else crop_points(crop, depth_m, fx, fy, cx, cy, min_points)
+
+
+def mask_points(mask: RleMask, depth_m: np.ndarray, fx: float, fy: float, cx: float, cy: float,
+                min_points: int = 20) -> np.ndarray | None:
+    """``crop_points`` of a mask read from its crop; a mask of another size than the depth image is
+    resized to it first (``instance_points``)."""
+    if depth_m.shape != (mask.height, mask.width):
+        return instance_points(mask.to_array(), depth_m, fx, fy, cx, cy, min_points)
+    crop = mask.crop()
     return None if crop is None else crop_points(crop, depth_m, fx, fy, cx, cy, min_points)
 
 

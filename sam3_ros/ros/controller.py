@@ -18,7 +18,7 @@ from typing import Any, Callable
 import numpy as np
 
 from ..core.config import PipelineConfig
-from ..core.depth import crop_points, instance_points, position_of_points, transform_points
+from ..core.depth import mask_points, position_of_points, transform_points
 from ..core.image_encoding import UnsupportedImage, compressed_to_rgb, depth_to_metres, image_to_rgb
 from ..core.pipeline import RefineRequest, Sam3Pipeline
 from ..core.point_cloud import instance_cloud
@@ -372,11 +372,8 @@ class NodeCore:
         if transform is not None:
             frame_id = self.params.target_frame
         instances, points_by_track = [], {}
-        same_size = depth.shape == (result.image_height, result.image_width)
         for inst in result.instances:
-            crop = inst.mask.crop() if same_size else None  # else: the mask is resized to the depth image
-            points = crop_points(crop, depth, fx, fy, cx, cy) if crop is not None else \
-                None if same_size else instance_points(inst.mask.to_array(), depth, fx, fy, cx, cy)
+            points = mask_points(inst.mask, depth, fx, fy, cx, cy)
             position = None
             if points is not None:
                 points = transform_points(points, *transform) if transform is not None else points
