@@ -19,6 +19,16 @@ def mask_iou(a: torch.Tensor, b: torch.Tensor | None = None) -> torch.Tensor:
     return inter / union.clamp(min=1.0)
 
 
+def association_ious(detections: torch.Tensor, tracks: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(N, H, W) detection and (M, H, W) track masks -> (N, M) detection-track IoU and (M, M)
+    track-track IoU, each mask converted once (no detection-detection product)."""
+    d, t = detections.flatten(1).float(), tracks.flatten(1).float()
+    d_area, t_area = d.sum(1), t.sum(1)
+    det_track, track_track = d @ t.t(), t @ t.t()
+    return (det_track / (d_area[:, None] + t_area[None, :] - det_track).clamp(min=1.0),
+            track_track / (t_area[:, None] + t_area[None, :] - track_track).clamp(min=1.0))
+
+
 def mask_nms(scores: torch.Tensor, masks: torch.Tensor, iou_threshold: float,
              groups: torch.Tensor | None = None) -> torch.Tensor:
     """Greedy NMS by mask IoU, within each group (default: one group), from one IoU matrix.

@@ -23,7 +23,7 @@ import torch
 from ..backends.base import PromptFeatures, Sam3Components, TrackerOutput, VisionFeatures
 from ..model.preprocess import image_to_pixel_values, tokenize
 from .config import PipelineConfig
-from .mask_ops import mask_iou, mask_nms, suppress_shrunk_overlaps
+from .mask_ops import association_ious, mask_nms, suppress_shrunk_overlaps
 from .frame_masks import upsample_masks
 from .memory_bank import MemoryEntry, TrackMemory, batch_memories, layout_key
 from .prompts import Concept, PromptError, PromptSet, validate_concept
@@ -213,9 +213,13 @@ class Sam3Pipeline:
             refined, refine_warnings = self._apply_refines(vision, frame, propagation, (height, width))
             warnings += refine_warnings
         with timer("association"):
-            decisions = self.tracks.update(self._observations(frame, detections, propagation))
+            observations = self._observations(frame, detections, propagation)
+            decisions = self.tracks.update(observations)
         with timer("memory"):
-            self._update_memory(vision, frame, detections, propagation, decisions, refined)
+            # Same-concept masks can only overlap where tracks overlapped, or masks were replaced or hidden.
+            may_overlap = bool(decisions.reconditioned or refined or not observations.track_visible.all()
+                               or (np.triu(observations.track_pair_iou, k=1) > 0).any())
+            self._update_memory(vision, frame, detections, propagation, decisions, refined, may_overlap)
         with timer("postprocess"):
             instances = self._instances(detections, propagation, decisions, (height, width))
         timer.timings["total"] = sum(timer.timings.values())
@@ -397,16 +401,15 @@ class Sam3Pipeline:
         hidden = np.flatnonzero(~visible)
         if hidden.size:  # a hidden track is matched on its last visible mask
             current[torch.from_numpy(hidden).to(self.device)] = self._last_masks([prop.track_ids[i] for i in hidden])
-        num_dets = len(dets.concept_ids)
-        iou = mask_iou(torch.cat([dets.masks, current])).cpu().numpy()
+        det_track, track_track = association_ious(dets.masks, current)
         return Observations(
             frame_index=frame,
             det_concepts=dets.concept_ids,
             det_scores=dets.scores.cpu().numpy(),
             track_ids=prop.track_ids,
-            det_track_iou=iou[:num_dets, num_dets:],
+            det_track_iou=det_track.cpu().numpy(),
             track_visible=visible,
-            track_pair_iou=iou[num_dets:, num_dets:] * np.outer(visible, visible),
+            track_pair_iou=track_track.cpu().numpy() * np.outer(visible, visible),
         )
 
     def _last_masks(self, track_ids: list[int]) -> torch.Tensor:
@@ -415,7 +418,7 @@ class Sam3Pipeline:
         return torch.stack([self._last_visible_mask.get(t, empty) for t in track_ids])
 
     def _update_memory(self, vision: VisionFeatures, frame: int, dets: Detections, prop: _Propagation,
-                       decisions: Decisions, refined: set[int]) -> None:
+                       decisions: Decisions, refined: set[int], may_overlap: bool = True) -> None:
         """Encode this frame into the memory of every live track, and start new tracks."""
         self._drop_memory(decisions.removed)
         row_of = {tid: i for i, tid in enumerate(prop.track_ids)}
@@ -429,7 +432,8 @@ class Sam3Pipeline:
                 if tid in decisions.reconditioned:
                     logits[i] = _binary_logits(dets.masks[decisions.reconditioned[tid]])
         concepts = [self.tracks.tracks[t].concept_id for t in continuing]
-        logits = suppress_shrunk_overlaps(logits, concepts)
+        if may_overlap:
+            logits = suppress_shrunk_overlaps(logits, concepts)
         pointers = prop.pointers[rows]
         conditioning = [t in decisions.reconditioned or t in refined for t in continuing]
         for tid in refined & set(self.tracks.tracks):
