@@ -11,7 +11,8 @@ ROS2_STAMP := .ros2/install/.sam3_ros_underlay
 # "Which ROS 2 and which Jetson". Each is built once and reused through a hash marker.
 KILTED_PYTHON := .venv-kilted/bin/python
 KILTED_STAMP := .ros2-kilted/install/.sam3_ros_underlay
-KILTED_TESTS := test/test_ros2_runtime_identity.py test/test_ros2_node.py test/test_ros2_manipulation.py
+KILTED_TESTS := test/test_ros2_runtime_identity.py test/test_ros2_node.py test/test_ros2_manipulation.py \
+	test/test_ros2_readme_claims.py
 PY310_PYTHON := .venv-py310/bin/python
 PY310_STAMP := .venv-py310/.installed
 # What catches a Python-version problem: every module compiled and imported, the core, the CLI and
