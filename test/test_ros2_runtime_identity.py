@@ -50,6 +50,8 @@ def test_no_module_comes_from_another_venv():
     import vision_msgs.msg  # noqa: F401
 
     others = [venv for venv in OUR_VENVS if venv.resolve() != PREFIX]
+    if not others:
+        pytest.skip("no other ROS 2 venv of this repository exists yet to leak modules from")
     leaked = sorted(name for name, module in list(sys.modules.items())
                     if getattr(module, "__file__", None) and any(_inside(module.__file__, o) for o in others))
     assert leaked == []
