@@ -169,9 +169,14 @@ class NodeCore:
                 self.pipeline.set_concepts(self._concepts)
         except Exception as err:
             self.pipeline, self.model = None, None
-            self.state, self.failure = NodeState.FAILED, f"{type(err).__name__}: {err}"
+            self.fail(f"model failed to load: {type(err).__name__}: {err}")
             raise
         self.state, self.failure = NodeState.INACTIVE, ""
+
+    def fail(self, reason: str) -> None:
+        """A transition failed (``reason`` says which and why): diagnostics report ERROR with it until
+        the next configure succeeds."""
+        self.state, self.failure = NodeState.FAILED, reason
 
     def activate(self) -> None:
         if self.state != NodeState.INACTIVE:
@@ -543,7 +548,7 @@ class NodeCore:
     def _health(self) -> tuple[int, str]:
         Level = messages.DiagnosticLevel
         if self.state == NodeState.FAILED:
-            return Level.ERROR, f"model failed to load: {self.failure}"
+            return Level.ERROR, self.failure
         if self.state != NodeState.ACTIVE:
             return Level.OK, f"node {self.state.value}"
         p, now = self.params, self._now_ns()

@@ -94,8 +94,8 @@ def _logged_transition(callback):
         try:
             return callback(self, state)
         except Exception as err:
-            self.get_logger().error(f"{callback.__name__} from {state.label} failed: {type(err).__name__}: {err}\n"
-                                    + traceback.format_exc())
+            self._transition_error = f"{callback.__name__} from {state.label} failed: {type(err).__name__}: {err}"
+            self.get_logger().error(f"{self._transition_error}\n" + traceback.format_exc())
             return TransitionCallbackReturn.ERROR
     return run
 
@@ -233,6 +233,8 @@ class Sam3Node(LifecycleNode):
     def on_error(self, state: LifecycleState) -> TransitionCallbackReturn:
         self.get_logger().error(f"a transition from {state.label} raised: releasing everything, back to unconfigured")
         self._release()
+        reason = getattr(self, "_transition_error", f"a transition from {state.label} raised")
+        self.core.fail(f"{reason}; the node is unconfigured: configure it again")  # diagnostics: ERROR, not OK
         return TransitionCallbackReturn.SUCCESS
 
     def _release(self) -> None:
