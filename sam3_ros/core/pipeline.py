@@ -16,6 +16,7 @@ import time
 from collections import OrderedDict
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import numpy as np
 import torch
@@ -47,7 +48,7 @@ class Detections:
     def empty(cls, mask_size: int, device: torch.device) -> "Detections":
         return cls([], torch.zeros(0, device=device), torch.zeros(0, mask_size, mask_size, device=device))
 
-    @property
+    @cached_property
     def masks(self) -> torch.Tensor:
         return self.mask_logits > 0
 
@@ -328,24 +329,26 @@ class Sam3Pipeline:
         for state in ready:
             by_length.setdefault(state.features.features.shape[1], []).append(state)
         default_threshold = self.config.detection.score_threshold
-        concept_index, scores, logits = [], [], []
+        candidates = []  # (concept state, its mask logits (Q, h, w), indices of queries above threshold)
         for group in by_length.values():
             prompts = PromptFeatures(
                 torch.cat([s.features.features for s in group]), torch.cat([s.features.mask for s in group]))
             out = self.components.detector(vision, prompts)
             for k, state in enumerate(group):
                 threshold = state.concept.score_threshold or default_threshold
-                candidates = torch.nonzero(out.scores[k] > threshold).flatten()
-                concept_index.append(torch.full_like(candidates, len(concept_index)))
-                scores.append(out.scores[k, candidates].float())
-                logits.append(out.mask_logits[k, candidates].float())
-        ordered = [s for group in by_length.values() for s in group]
-        concept_index, scores, logits = torch.cat(concept_index), torch.cat(scores), torch.cat(logits)
-        keep = mask_nms(scores, logits > 0, self.config.detection.nms_iou, groups=concept_index)
+                candidates.append((state, out.mask_logits[k], torch.nonzero(out.scores[k] > threshold).flatten(),
+                                   out.scores[k]))
+        concept_index = torch.cat([torch.full_like(rows, i) for i, (_, _, rows, _) in enumerate(candidates)])
+        scores = torch.cat([scores[rows] for _, _, rows, scores in candidates]).float()
+        masks = torch.cat([logits[rows] > 0 for _, logits, rows, _ in candidates])
+        keep = mask_nms(scores, masks, self.config.detection.nms_iou, groups=concept_index)
         if keep.numel() == 0:
             return Detections.empty(self.geometry.mask_size, self.device)
-        concept_ids = [ordered[i].concept.id for i in concept_index[keep].tolist()]
-        return Detections(concept_ids, scores[keep], logits[keep])
+        # Only the kept detections' logits are copied, once.
+        owner = concept_index[keep].tolist()
+        starts = np.cumsum([0] + [len(rows) for _, _, rows, _ in candidates])
+        kept_logits = [candidates[c][1][candidates[c][2][int(k) - starts[c]]] for c, k in zip(owner, keep.tolist())]
+        return Detections([candidates[c][0].concept.id for c in owner], scores[keep], torch.stack(kept_logits).float())
 
     # -- tracking --------------------------------------------------------------------------------------
     def _propagate(self, vision: VisionFeatures, frame: int) -> _Propagation:
