@@ -64,7 +64,8 @@ def test_the_node_process_loads_this_venvs_rcl():
         maps = Path(f"/proc/{node.process.pid}/maps")
         deadline, rcl = time.monotonic() + 60.0, set()
         while not rcl and time.monotonic() < deadline and node.alive:
-            rcl = {line.split()[-1] for line in maps.read_text().splitlines() if line.split()[-1].endswith("/librcl.so")}
+            mapped = {line.split()[-1] for line in maps.read_text().splitlines() if line.strip()}
+            rcl = {path for path in mapped if path.endswith("/librcl.so")}
             time.sleep(0.2)
         assert rcl, node.output()[-2000:]
         assert all(_inside(path, PREFIX) for path in rcl), rcl

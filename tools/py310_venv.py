@@ -117,7 +117,7 @@ def build(python310: str) -> None:
             if top != "__pycache__" and (source_site / top).exists():
                 link_tree(source_site / top, site / top)
     say(f"{len(shared)} CUDA library wheels shared from .venv by hard links")
-    pins = [f"torch=={importlib.metadata.version('torch')}", f"torchvision=={importlib.metadata.version('torchvision')}"]
+    pins = [f"{name}=={importlib.metadata.version(name)}" for name in ("torch", "torchvision")]
     say(f"installing {' '.join(pins)} (cp310) and this package")
     run([str(python), "-m", "pip", "install", "-q", *pins, "-e", str(REPO), *TEST_REQUIREMENTS],
         "pip could not install torch and sam3_ros into the Python 3.10 venv")

@@ -86,8 +86,8 @@ KILTED_WHEELS = [
 class Distro:
     """Where one distribution's runtime lives: its venv (the underlay) and its colcon workspace."""
 
-    def __init__(self, name: str, rclpy: str, wheels: list[str], venv: Path | None, workspace: Path):
-        self.name, self.rclpy, self.wheels = name, rclpy, wheels
+    def __init__(self, name: str, wheels: list[str], venv: Path | None, workspace: Path):
+        self.name, self.wheels = name, wheels
         self.own_venv = venv  # None: the running venv (.venv)
         self.workspace = workspace
         self.install = workspace / "install"
@@ -95,8 +95,8 @@ class Distro:
 
 
 DISTROS = {
-    "jazzy": Distro("jazzy", "7.1", JAZZY_WHEELS, None, REPO / ".ros2"),
-    "kilted": Distro("kilted", "9.1", KILTED_WHEELS, REPO / ".venv-kilted", REPO / ".ros2-kilted"),
+    "jazzy": Distro("jazzy", JAZZY_WHEELS, None, REPO / ".ros2"),
+    "kilted": Distro("kilted", KILTED_WHEELS, REPO / ".venv-kilted", REPO / ".ros2-kilted"),
 }
 
 VISION_MSGS_PACKAGE_XML = """<?xml version="1.0"?>
@@ -194,7 +194,8 @@ def _non_ros_distributions(site: Path) -> list[tuple[str, importlib.metadata.Dis
     found = []
     for dist in dists:
         name = (dist.metadata["Name"] or "").lower().replace("_", "-")
-        if name and not _is_ros(name) and name != "sam3-ros" and Path(dist._path).name not in ros_owned:  # type: ignore[attr-defined]
+        metadata_folder = Path(dist._path).name  # type: ignore[attr-defined]
+        if name and not _is_ros(name) and name != "sam3-ros" and metadata_folder not in ros_owned:
             found.append((name, dist))
     return found
 
@@ -345,6 +346,7 @@ def main(argv: list[str] | None = None) -> int:
     if distro.marker.is_file() and distro.marker.read_text().strip() == expected:
         say(f"{label} up to date ({distro.install}), reused")
         return 0
+    distro.marker.unlink(missing_ok=True)  # rebuilt below; a failure must not leave the old one standing
     if distro.own_venv is None:
         install_wheels(Path(sys.executable), distro)
         build(distro)
