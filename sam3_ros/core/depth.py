@@ -58,7 +58,8 @@ def mask_points(mask: RleMask, depth_m: np.ndarray, fx: float, fy: float, cx: fl
 
 def crop_points(crop: MaskCrop, depth_m: np.ndarray, fx: float, fy: float, cx: float, cy: float,
                 min_points: int = 20) -> np.ndarray | None:
-    """(N, 3) float64 points of a mask's pixels with valid, non-outlier depth, in the depth camera's frame.
+    """(N, 3) float64 points of a mask's pixels with valid, non-outlier depth, in the depth camera's frame
+    (a view of a (3, N) array: ``as_columns`` takes it back without a copy).
 
     ``crop`` is the mask inside its box on an image of the depth's size; only the depth under the
     box is read. ``depth_m`` is (H, W) float metres with NaN/0 for no reading; fx, fy, cx, cy are the
@@ -68,20 +69,26 @@ def crop_points(crop: MaskCrop, depth_m: np.ndarray, fx: float, fy: float, cx: f
     """
     region = crop.region(depth_m)
     with np.errstate(invalid="ignore"):
-        valid = crop.bits & np.isfinite(region) & (region > 0)
-    rows, cols = np.nonzero(valid)
-    z = region[rows, cols].astype(np.float64)
+        valid = crop.bits & (region > 0) & (region < np.inf)  # NaN compares False
+    z = region[valid]
     if z.size < min_points:
         return None
 
-    sample = downsample(z, MAX_STATISTICS_POINTS)
+    sample = downsample(z, MAX_STATISTICS_POINTS).astype(np.float64)
     median = np.median(sample)
     band = max(MIN_BAND_M, BAND_SIGMAS * _MAD_TO_SIGMA * np.median(np.abs(sample - median)))
-    keep = np.abs(z - median) <= band
-    if np.count_nonzero(keep) < min_points:
+    with np.errstate(invalid="ignore"):
+        valid &= np.abs(region - median) <= band
+    columns = np.empty((3, np.count_nonzero(valid)))  # x, y, z rows: the statistics reduce along memory
+    if columns.shape[1] < min_points:
         return None
-    z, rows, cols = z[keep], rows[keep] + crop.y1, cols[keep] + crop.x1
-    return np.stack([(cols - cx) * z / fx, (rows - cy) * z / fy, z], axis=1)
+    columns[2] = region[valid]
+    height, width = region.shape
+    x_per_z = (np.arange(crop.x1, crop.x1 + width) - cx) / fx
+    y_per_z = (np.arange(crop.y1, crop.y1 + height) - cy) / fy
+    np.multiply(np.broadcast_to(x_per_z[None, :], region.shape)[valid], columns[2], out=columns[0])
+    np.multiply(np.broadcast_to(y_per_z[:, None], region.shape)[valid], columns[2], out=columns[1])
+    return columns.T
 
 
 def position_of_points(points: np.ndarray, frame_id: str) -> Position3D:
@@ -114,14 +121,18 @@ def instance_position(
 
 
 def _percentiles(columns: np.ndarray, percents: tuple[float, ...]) -> list[np.ndarray]:
-    """Per-row percentiles of (3, N) values (linear interpolation, as np.percentile's default),
-    from one partial sort of each row."""
+    """Per-row percentiles of (3, N) values (linear interpolation, as np.percentile's default): one
+    single-rank partial sort per percentile (several ranks in one np.partition call are far slower)."""
     n = columns.shape[1]
-    positions = [q / 100 * (n - 1) for q in percents]
-    below = [int(np.floor(p)) for p in positions]
-    kth = sorted({k for b in below for k in (b, min(b + 1, n - 1))})
-    ordered = np.partition(columns, kth, axis=1)
-    return [ordered[:, b] + (ordered[:, min(b + 1, n - 1)] - ordered[:, b]) * (p - b) for p, b in zip(positions, below)]
+    result = []
+    for q in percents:
+        position = q / 100 * (n - 1)
+        rank = int(np.floor(position))
+        ordered = np.partition(columns, rank, axis=1)
+        low = ordered[:, rank]
+        high = ordered[:, rank + 1:].min(axis=1) if rank + 1 < n else low  # the next value up
+        result.append(low + (high - low) * (position - rank))
+    return result
 
 
 def transform_points(points: np.ndarray, rotation_3x3: np.ndarray, translation_3: np.ndarray) -> np.ndarray:

@@ -54,14 +54,14 @@ def pca_box_of_columns(columns: np.ndarray, min_points: int = MIN_OBB_POINTS) ->
     if columns.shape[1] < max(min_points, 3):
         return None
     mean = columns.mean(axis=1)
-    centred = columns - mean[:, None]
-    fit = centred[:, _evenly_spread(columns.shape[1], MAX_STATISTICS_POINTS)]
+    fit = columns[:, _evenly_spread(columns.shape[1], MAX_STATISTICS_POINTS)] - mean[:, None]
     _, vectors = np.linalg.eigh(fit @ fit.T)           # ascending eigenvalues
     axes = vectors[:, ::-1].copy()                     # columns: largest variance first
     if np.linalg.det(axes) < 0:
         axes[:, 2] = -axes[:, 2]                       # right-handed
-    local = axes.T @ centred
-    low, high = local.min(axis=1), local.max(axis=1)
+    local = axes.T @ columns                           # every point in box axes (about the origin)
+    shift = axes.T @ mean
+    low, high = local.min(axis=1) - shift, local.max(axis=1) - shift
     center = mean + axes @ ((low + high) / 2)
     return OrientedBox(_triple(center), _triple(high - low), matrix_to_quaternion(axes))
 
