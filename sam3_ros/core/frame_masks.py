@@ -4,21 +4,22 @@
 logits (N, h, w) it:
 
 1. finds each instance's region at image resolution: the pixels whose bilinear interpolation can
-   touch the instance's positive low-res pixels (its low-res box, widened by one source pixel);
-2. interpolates every region pixel of every instance in one flat, ragged batch (no padding, no
-   full-frame upsampling), with ``F.interpolate``'s bilinear, ``align_corners=False`` sampling,
-   and thresholds at 0;
-3. takes each instance's tight box and its COCO RLE (run edges in column-major order) there;
-4. brings the region sizes (4 integers per instance) and then the whole batch (boxes, RLE edges,
-   region bits) to the host, one transfer each.
+   read one of the instance's positive low-res pixels;
+2. groups instances by region size (padding a group to its largest region wastes at most half)
+   and interpolates each group's regions in two batched passes of whole-row copies and blends
+   (along x, then y, as ``F.interpolate(mode="bilinear", align_corners=False)`` does; never the
+   full frame), then thresholds at 0;
+3. finds the RLE edges (column-major, full-frame positions) of every region in one pass;
+4. brings the regions (4 integers per instance), then the whole batch (edges and region bits) to
+   the host: two transfers per frame, whatever the number of instances.
 
-The host gets, per instance, an ``RleMask`` that carries its tight crop, so 3D, the ID image, the
-overlay, focus and the offline runner read pixels without decoding RLE. Host work is a few numpy
-slices per instance; the pixel work is a fixed number of batched tensor passes.
+On the host each instance gets its tight box (from its edges) and an ``RleMask`` that carries its
+tight crop, so 3D, the ID image, the overlay, focus and the offline runner read pixels without
+decoding RLE. Host work is a few numpy slices per instance.
 
-Interpolating a region gives the same values as interpolating the full frame up to float rounding
-(the operations are the same, not their order inside the kernel), so a pixel whose logit is within
-a few ulps of 0 may fall on the other side of the threshold.
+A region's values equal the full-frame interpolation's up to float rounding (same operations and
+order; the blend may fuse a multiply-add), so a pixel whose logit is within a few ulps of 0 may
+fall on the other side of the threshold. test/test_host_path.py bounds that.
 """
 from __future__ import annotations
 
