@@ -269,3 +269,16 @@ def test_the_bag_s_storage_file_is_named_like_ros2_bag_names_it(tmp_path):
     assert info["relative_file_paths"] == ["results_0.mcap"] and info["files"][0]["path"] == "results_0.mcap"
     with AnyReader([bag]) as reader:
         assert sum(1 for _ in reader.messages()) == 2
+
+
+def test_overlay_video_of_stamps_no_camera_has_plays_at_30_fps_with_a_warning(tmp_path):
+    """Stamps a microsecond apart (a synthetic bag) would ask mp4v for a million frames per second."""
+    path, warnings = tmp_path / "overlay.mp4", []
+    with OverlayVideoWriter(path, fps=None, on_warning=warnings.append) as video:
+        for i in range(4):
+            video.write(np.zeros((HEIGHT, WIDTH, 3), np.uint8), 10**10 + i * 1000)
+    assert len(read_video(path)) == 4
+    capture = cv2.VideoCapture(str(path))
+    assert capture.get(cv2.CAP_PROP_FPS) == pytest.approx(30.0)
+    capture.release()
+    assert len(warnings) == 1 and "1e+06 frames per second" in warnings[0]

@@ -152,6 +152,9 @@ def _describe_error(error: BaseException, frames: int) -> str:
     return f"{type(error).__name__}: {error}"
 
 
+MIN_FPS, MAX_FPS = 1.0, 1000.0  # a rate measured from stamps outside these is not a camera's (the video gets 30)
+
+
 class OverlayVideoWriter(_ResultsFile):
     """An MP4 (mp4v) video of RGB frames, the first frame's size, at the input's rate.
 
@@ -190,7 +193,11 @@ class OverlayVideoWriter(_ResultsFile):
 
     def _write_pending(self) -> None:
         if self.fps is None:
-            self.fps = fps_from_stamps([stamp for _, stamp in self._pending])
+            measured = fps_from_stamps([stamp for _, stamp in self._pending])
+            self.fps = measured if MIN_FPS <= measured <= MAX_FPS else 30.0
+            if self.fps != measured:
+                self._on_warning(f"{self.path.name}: the frame stamps say {measured:g} frames per second; "
+                                 f"the video plays at {self.fps:g}")
         pending, self._pending = self._pending, []
         for rgb, _ in pending:
             self._write(rgb)
