@@ -10,7 +10,7 @@ from sam3_ros.core.masks import RleMask
 from sam3_ros.core.prompts import Concept, ExemplarBox, PromptError, make_concept
 from sam3_ros.core.results import FrameResult, TrackState
 from sam3_ros.io import messages
-from sam3_ros.io.overlay import track_colour
+from sam3_ros.io.overlay import draw_overlay, track_colour
 from sam3_ros.io.ros_types import RosbagsTypes, typestore
 
 TYPES = RosbagsTypes()
@@ -169,6 +169,81 @@ def test_marker_array_clears_then_labels_located_instances(result, header):
     expected = [c / 255 for c in track_colour(3)]
     assert [cup.color.r, cup.color.g, cup.color.b] == pytest.approx(expected, abs=1e-6)
     assert cup.color.a == 1.0
+
+
+def located_at_scale(extent_m: float, track_id: int = 5) -> FrameResult:
+    """One located instance whose largest extent is ``extent_m`` (axis-aligned, no oriented box)."""
+    inst = sample_result().instances[0]
+    position = replace(inst.position_3d, size=(extent_m / 4, extent_m, extent_m / 2), box=None)
+    return FrameResult(0, HEIGHT, WIDTH, [replace(inst, track_id=track_id, position_3d=position)], stamp_ns=1)
+
+
+def text_marker(result: FrameResult, header):
+    (text,) = [m for m in roundtrip(messages.marker_array(result, header, TYPES)).markers
+               if m.type == messages.MARKER_TEXT_VIEW_FACING and m.action == messages.MARKER_ADD]
+    return text
+
+
+@pytest.mark.parametrize("extent_m, low_m, high_m", [
+    (0.08, 0.015, 0.03),   # a cup on a table, seen from ~1 m: about 2 cm
+    (0.3, 0.04, 0.08),     # a shoebox: a few cm
+    (1.8, 0.25, 0.4),      # a person in a warehouse, seen from ~10 m: some 30 cm
+    (12.0, 0.25, 0.4),     # a random mask over a whole wall: capped, not metres tall
+])
+def test_text_height_follows_the_instance_size_within_legible_bounds(header, extent_m, low_m, high_m):
+    assert low_m <= text_marker(located_at_scale(extent_m), header).scale.z <= high_m
+
+
+def test_text_spacing_is_the_fonts_own_word_space(header):
+    """rviz2 (MovableText) draws a glyph cell 2 * scale.z tall and advances a space by scale.x. Its
+    font, Liberation Sans (SIL OFL), has a space advance of 569/2048 em and a cell of 1.125 em at
+    18 pt / 96 dpi (27 px for a 24 px em): a space of 2 * 0.2778 / 1.125 = 0.49 of scale.z (0.52 with
+    rviz's pixel rounding), half the 1.0 that made words look far apart."""
+    for extent_m in (0.08, 1.8):
+        scale = text_marker(located_at_scale(extent_m), header).scale
+        assert 0.45 <= scale.x / scale.z <= 0.56
+
+
+def test_oriented_box_and_text_share_the_overlays_track_colour(header):
+    inst = sample_result().instances[0]
+    box = messages.OrientedBox((0.1, -0.2, 1.5), (0.2, 0.1, 0.05), (0.0, 0.0, 0.0, 1.0))
+    result = FrameResult(0, HEIGHT, WIDTH, [replace(inst, track_id=11,
+                                                    position_3d=replace(inst.position_3d, box=box))], stamp_ns=1)
+    markers = roundtrip(messages.marker_array(result, header, TYPES)).markers[1:]
+    assert [(m.ns, m.type) for m in markers] == [("sam3", messages.MARKER_TEXT_VIEW_FACING),
+                                                 ("sam3_boxes", messages.MARKER_CUBE)]
+    # the overlay paints track 11 in this colour (its contour, box and caption)
+    overlay_rgb = draw_overlay(np.zeros((HEIGHT, WIDTH, 3), np.uint8), result, alpha=1.0)
+    painted = {tuple(int(c) for c in px) for px in overlay_rgb.reshape(-1, 3)} - {(0, 0, 0)}
+    for marker in markers:
+        rgb = tuple(round(c * 255) for c in (marker.color.r, marker.color.g, marker.color.b))
+        assert rgb in painted and rgb == track_colour(11)
+    assert [m.color.a for m in markers] == [1.0, pytest.approx(messages.BOX_MARKER_ALPHA)]
+    assert markers[1].scale.z == pytest.approx(0.05)  # the cube keeps the box's size
+
+
+def test_point_cloud_points_carry_their_tracks_overlay_colour(header):
+    cloud = np.zeros(5, dtype=[("x", "<f4"), ("y", "<f4"), ("z", "<f4"), ("track_id", "<u4")])
+    cloud["x"] = np.arange(5)
+    cloud["track_id"] = [7, 7, 2, 9, 2]
+    msg = roundtrip(messages.point_cloud2(cloud, header, TYPES))
+    assert [(f.name, f.offset, f.datatype) for f in msg.fields] == [
+        ("x", 0, 7), ("y", 4, 7), ("z", 8, 7), ("track_id", 12, 6), ("rgb", 16, 7)]
+    assert (msg.point_step, msg.row_step, msg.width) == (20, 100, 5)
+    raw = np.frombuffer(bytes(msg.data), dtype=np.uint8).reshape(5, 20)
+    packed = raw[:, 16:20].copy().view("<u4").reshape(-1)
+    rgb = [((int(v) >> 16) & 255, (int(v) >> 8) & 255, int(v) & 255) for v in packed]
+    assert rgb == [track_colour(t) for t in (7, 7, 2, 9, 2)]
+    assert raw[:, 12:16].copy().view("<u4").reshape(-1).tolist() == [7, 7, 2, 9, 2]
+    assert raw[:, 0:4].copy().view("<f4").reshape(-1).tolist() == [0, 1, 2, 3, 4]
+
+
+def test_point_cloud_without_track_ids_is_sent_as_given(header):
+    cloud = np.zeros(3, dtype=[("x", "<f4"), ("y", "<f4"), ("z", "<f4")])
+    msg = roundtrip(messages.point_cloud2(cloud, header, TYPES))
+    assert [f.name for f in msg.fields] == ["x", "y", "z"] and msg.point_step == 12
+    empty = np.zeros(0, dtype=[("x", "<f4"), ("y", "<f4"), ("z", "<f4"), ("track_id", "<u4")])
+    assert roundtrip(messages.point_cloud2(empty, header, TYPES)).point_step == 20
 
 
 def test_marker_colours_are_stable_across_frames(header):

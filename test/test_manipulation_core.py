@@ -133,9 +133,9 @@ def test_point_cloud2_round_trip_restores_points_and_track_ids():
     points = instance_points(mask, depth, FX, FY, CX, CY)
     cloud = instance_cloud({42: points}, max_points_per_instance=50)
     msg = roundtrip(messages.point_cloud2(cloud, messages.header(1, "cam", TYPES), TYPES))
-    assert [f.name for f in msg.fields] == ["x", "y", "z", "track_id"]
-    assert (msg.height, msg.width, msg.point_step) == (1, 50, 16)
-    decoded = np.frombuffer(bytes(msg.data), dtype=CLOUD_DTYPE)
+    assert [f.name for f in msg.fields] == ["x", "y", "z", "track_id", "rgb"]  # rgb: the track's colour
+    assert (msg.height, msg.width, msg.point_step) == (1, 50, 20)
+    decoded = np.frombuffer(bytes(msg.data), dtype=CLOUD_DTYPE.descr + [("rgb", "<f4")])
     assert set(decoded["track_id"]) == {42}
     assert decoded["z"] == pytest.approx(np.full(50, 2.0))
     original = {(round(float(x), 5), round(float(y), 5)) for x, y in points[:, :2]}
@@ -282,7 +282,6 @@ def test_rviz_config_shows_clouds_by_track_the_focused_pose_and_oriented_boxes()
     config = yaml.safe_load((Path(__file__).resolve().parents[1] / "config" / "sam3.rviz").read_text())
     displays = {d.get("Topic", {}).get("Value"): d for d in config["Visualization Manager"]["Displays"]}
     cloud = displays["/sam3/instance_points"]
-    assert (cloud["Class"], cloud["Color Transformer"], cloud["Channel Name"]) == \
-        ("rviz_default_plugins/PointCloud2", "Intensity", "track_id")
+    assert (cloud["Class"], cloud["Color Transformer"]) == ("rviz_default_plugins/PointCloud2", "RGB8")  # rgb field
     assert displays["/sam3/focus/pose"]["Class"] == "rviz_default_plugins/Pose"
     assert displays["/sam3/markers"]["Namespaces"][messages.BOX_MARKER_NAMESPACE]

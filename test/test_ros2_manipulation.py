@@ -137,8 +137,8 @@ def test_find_can_be_cancelled(client, node):
 def test_instance_points_are_per_track_on_the_depth_plane(client, node, instances):
     clouds = client.subscribe(PointCloud2, f"/{NODE}/instance_points")
     cloud_msg = clouds.wait_for(lambda m: m.width > 0)
-    assert [f.name for f in cloud_msg.fields] == ["x", "y", "z", "track_id"]
-    cloud = np.frombuffer(bytes(cloud_msg.data), dtype=CLOUD_DTYPE)
+    assert [f.name for f in cloud_msg.fields] == ["x", "y", "z", "track_id", "rgb"]
+    cloud = np.frombuffer(bytes(cloud_msg.data), dtype=CLOUD_DTYPE.descr + [("rgb", "<f4")])
     assert cloud["z"] == pytest.approx(np.full(len(cloud), DEPTH_M))
     same_frame = instances.wait_for(lambda m: m.header.stamp == cloud_msg.header.stamp)
     located = {i.track_id for i in same_frame.instances if i.has_position}

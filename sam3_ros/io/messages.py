@@ -24,11 +24,22 @@ MARKER_DELETEALL = 3
 MARKER_NAMESPACE = "sam3"
 BOX_MARKER_NAMESPACE = "sam3_boxes"
 BOX_MARKER_ALPHA = 0.35
-MARKER_TEXT_HEIGHT_M = 0.1
+# Text markers: scale.z is the text height, scaled with the instance (a share of its largest extent,
+# clamped), so a cup's label is a couple of centimetres tall and a forklift's some 30 cm: legible
+# from where one looks at a tabletop (~1 m) or a warehouse aisle (~10 m).
+MARKER_TEXT_HEIGHT_PER_EXTENT = 0.2
+MARKER_TEXT_HEIGHT_MIN_M = 0.02
+MARKER_TEXT_HEIGHT_MAX_M = 0.3
+# rviz2 advances a space by the marker's scale.x (and, when it is 0, by a width fixed at 1 m text
+# height). Its font (Liberation Sans, 18 pt at 96 dpi in a 27 px glyph cell, drawn 2 * scale.z tall)
+# advances a space 7 px: 2 * 7 / 27 = 0.52 of scale.z, the font's own word spacing.
+MARKER_TEXT_SPACE_PER_HEIGHT = 0.52
 
 _ORIGIN = (0.0, 0.0, 0.0)
 _IDENTITY = (0.0, 0.0, 0.0, 1.0)
 _INT32_IDS = 2**31
+_DEFAULT_SCALE = (MARKER_TEXT_SPACE_PER_HEIGHT * MARKER_TEXT_HEIGHT_MIN_M, MARKER_TEXT_HEIGHT_MIN_M,
+                  MARKER_TEXT_HEIGHT_MIN_M)
 
 
 class DiagnosticLevel(enum.IntEnum):
@@ -195,7 +206,8 @@ def marker_array(result: FrameResult, header_msg: Any, types: MessageTypes, life
     """visualization_msgs/MarkerArray: a DELETEALL marker, one text marker per instance, then
     one translucent cube per instance with an oriented box (namespace ``sam3_boxes``).
 
-    Text ("label #id 0.87") sits at the instance's 3D centroid, in its position frame; instances
+    Text ("label #id 0.87") sits at the instance's 3D centroid, in its position frame, sized by
+    ``text_scale`` (height from the instance's extent, word spacing for rviz2); instances
     without a 3D position have nowhere to go and get no marker. Marker ids are track ids (mod
     2^31); colours are the overlay's track colours. ``lifetime_s`` 0 means forever.
     """
@@ -209,12 +221,29 @@ def marker_array(result: FrameResult, header_msg: Any, types: MessageTypes, life
                        rgba=(*(c / 255.0 for c in track_colour(inst.track_id)), alpha), lifetime_s=lifetime_s,
                        **fields)
 
-    markers += [tracked(inst, 1.0, position=inst.position_3d.centroid, text=instance_caption(inst))
+    markers += [tracked(inst, 1.0, position=inst.position_3d.centroid, text=instance_caption(inst),
+                        scale=text_scale(inst))
                 for inst in located]
     markers += [tracked(inst, BOX_MARKER_ALPHA, position=box.center, namespace=BOX_MARKER_NAMESPACE,
                         marker_type=MARKER_CUBE, orientation=box.quaternion, scale=box.size)
                 for inst in located if (box := inst.position_3d.box) is not None]
     return types.new("visualization_msgs/msg/MarkerArray", markers=markers)
+
+
+def text_height(inst: Instance) -> float:
+    """Height (metres) of a located instance's text marker: MARKER_TEXT_HEIGHT_PER_EXTENT of its
+    largest extent (oriented box, else axis-aligned size), within [MIN, MAX]."""
+    position = inst.position_3d
+    extent = max((position.box.size if position.box is not None else position.size), default=0.0)
+    return float(min(max(MARKER_TEXT_HEIGHT_PER_EXTENT * float(extent), MARKER_TEXT_HEIGHT_MIN_M),
+                     MARKER_TEXT_HEIGHT_MAX_M))
+
+
+def text_scale(inst: Instance) -> tuple[float, float, float]:
+    """A text marker's scale: x = the space width rviz2 uses between words, z = the text height
+    (y is unused by rviz2; set to the height)."""
+    height = text_height(inst)
+    return MARKER_TEXT_SPACE_PER_HEIGHT * height, height, height
 
 
 def diagnostics(header_msg: Any, name: str, hardware_id: str, values: Mapping[str, Any], level: int,
@@ -253,7 +282,12 @@ def bounding_box_3d(inst: Instance, types: MessageTypes) -> Any:
 
 def point_cloud2(cloud: np.ndarray, header_msg: Any, types: MessageTypes) -> Any:
     """sensor_msgs/PointCloud2 (unordered, little-endian) of a structured array of 4-byte fields,
-    e.g. sam3_ros.core.point_cloud.CLOUD_DTYPE (x, y, z float32, track_id uint32)."""
+    e.g. sam3_ros.core.point_cloud.CLOUD_DTYPE (x, y, z float32, track_id uint32).
+
+    A ``track_id`` field gets an ``rgb`` field after the others: each point's track colour, the
+    overlay's, packed as 0x00RRGGBB in a float32 (the PCL / RViz RGB8 convention).
+    """
+    cloud = with_track_colours(cloud)
     dtype = cloud.dtype
     fields = [types.new("sensor_msgs/msg/PointField", name=name, offset=dtype.fields[name][1],
                         datatype=_POINT_FIELD_TYPES[dtype.fields[name][0].str], count=1)
@@ -262,6 +296,23 @@ def point_cloud2(cloud: np.ndarray, header_msg: Any, types: MessageTypes) -> Any
     return types.new("sensor_msgs/msg/PointCloud2", header=header_msg, height=1, width=len(cloud), fields=fields,
                      is_bigendian=False, point_step=dtype.itemsize, row_step=dtype.itemsize * len(cloud),
                      data=types.sequence(data), is_dense=True)
+
+
+def with_track_colours(cloud: np.ndarray) -> np.ndarray:
+    """The structured array with an ``rgb`` float32 field appended: track_colour(track_id) packed
+    as 0x00RRGGBB. Unchanged when it has no ``track_id`` field or already has ``rgb``."""
+    names = cloud.dtype.names or ()
+    if "track_id" not in names or "rgb" in names:
+        return cloud
+    ids, index = np.unique(cloud["track_id"], return_inverse=True)
+    packed = np.array([(r << 16) | (g << 8) | b for r, g, b in map(track_colour, ids.tolist())],
+                      dtype="<u4")
+    coloured = np.empty(len(cloud), dtype=[(name, cloud.dtype.fields[name][0]) for name in names]
+                        + [("rgb", "<f4")])
+    for name in names:
+        coloured[name] = cloud[name]
+    coloured["rgb"] = packed[index.reshape(-1)].view("<f4") if len(cloud) else np.zeros(0, "<f4")
+    return coloured
 
 
 def found_instance(inst: Instance, types: MessageTypes) -> Any:
@@ -354,7 +405,7 @@ def _marker(types: MessageTypes, header_msg: Any, marker_id: int, action: int,
         type=marker_type,
         action=action,
         pose=_pose(position, types, orientation),
-        scale=_xyz("geometry_msgs/msg/Vector3", scale or (MARKER_TEXT_HEIGHT_M,) * 3, types),
+        scale=_xyz("geometry_msgs/msg/Vector3", scale or _DEFAULT_SCALE, types),
         color=types.new("std_msgs/msg/ColorRGBA", r=r, g=g, b=b, a=a),
         lifetime=types.new("builtin_interfaces/msg/Duration", sec=lifetime_sec, nanosec=lifetime_ns),
         frame_locked=False,
