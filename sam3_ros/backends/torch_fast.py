@@ -56,6 +56,23 @@ class CompiledOrEager:
             return result
 
 
+def _undecorated(component: Any) -> Callable[..., Any]:
+    """The component's own ``__call__``, bound, without its ``@torch.no_grad()`` wrapper.
+
+    Dynamo keeps one cache per code object. Every ``no_grad``-decorated method runs the same
+    wrapper code, so compiling the decorated methods made all components share (and overflow) one
+    cache: each recompiled the others' entries away until dynamo gave up and ran them eagerly."""
+    function = type(component).__call__
+    return getattr(function, "__wrapped__", function).__get__(component)
+
+
+def _without_grad(function: Callable[..., Any]) -> Callable[..., Any]:
+    def call(*args: Any, **kwargs: Any) -> Any:
+        with torch.no_grad():
+            return function(*args, **kwargs)
+    return call
+
+
 def _reason(error: BaseException) -> str:
     """The error and, where it wraps one (BackendCompilerFailed wraps the compiler's), its root cause."""
     root, seen = error, {id(error)}
@@ -75,8 +92,10 @@ def compile_components(components: Sam3Components) -> Sam3Components:
     dynamic = dict(dynamic=True)
 
     def compiled(name: str, options: dict[str, Any]) -> CompiledOrEager:
-        eager = getattr(components, name).__call__
-        return CompiledOrEager(name.replace("_", " "), eager, torch.compile(eager, **options))
+        component = getattr(components, name)
+        eager = component.__call__
+        return CompiledOrEager(name.replace("_", " "), eager, _without_grad(torch.compile(_undecorated(component),
+                                                                                          **options)))
 
     return dataclasses.replace(
         components,
