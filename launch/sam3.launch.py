@@ -4,18 +4,23 @@
         camera_info:=/camera/color/camera_info depth:=/camera/aligned_depth/image_raw \
         prompts:="yellow forklift,person" checkpoint:=$HOME/models/sam3 rviz:=true
 
+With rviz:=true, RViz's fixed frame is fixed_frame, else target_frame, else the camera frame read from
+the first depth (or image) message; a frame no TF message names gets a leaf static transform so that
+RViz knows it (sam3_ros/ros/rviz_start.py).
+
 `ros2 launch sam3_ros sam3.launch.py --show-args` lists the arguments. The parameter file is read
 here and handed to the node as values, so its `sam3:` section applies under any `namespace`.
 """
 import os
+import sys
 
 import yaml
 from ament_index_python.packages import get_package_share_directory
 from launch import LaunchDescription
-from launch.actions import DeclareLaunchArgument, EmitEvent, OpaqueFunction, RegisterEventHandler
+from launch.actions import DeclareLaunchArgument, EmitEvent, ExecuteProcess, OpaqueFunction, RegisterEventHandler
 from launch.events import matches_action
 from launch.substitutions import LaunchConfiguration
-from launch_ros.actions import LifecycleNode, Node
+from launch_ros.actions import LifecycleNode
 from launch_ros.event_handlers import OnStateTransition
 from launch_ros.events.lifecycle import ChangeState
 from lifecycle_msgs.msg import Transition
@@ -39,6 +44,8 @@ ARGUMENTS = {  # name -> (default, description); an empty default leaves the val
     "autostart": ("true", "at start-up: configure the node, then activate it if configure succeeded "
                           "(later transitions are yours: ros2 lifecycle set)"),
     "rviz": ("false", "start rviz2 with config/sam3.rviz"),
+    "fixed_frame": ("", "RViz fixed frame (empty: target_frame if set, else the frame_id of the first "
+                        "depth image, or image without depth: RViz starts once it arrives)"),
     "use_sim_time": ("false", "use the /clock topic (bag playback, simulation)"),
     "log_level": ("info", "debug | info | warn | error | fatal"),
 }
@@ -106,13 +113,31 @@ def _file_parameters(path: str) -> dict:
     return {name: value for name, value in values.items() if value != []}
 
 
+def _rviz_command(argument, file_parameters: dict) -> list:
+    """rviz2 through sam3_ros.ros.rviz_start: the fixed frame is fixed_frame, else target_frame (launch
+    argument, else params_file), else learnt from the first message on the depth topic (the image topic
+    without depth), the frame the node's 3D outputs are in. See rviz_start's docstring."""
+    config = os.path.join(get_package_share_directory(PACKAGE), "config", "sam3.rviz")
+    command = [sys.executable, "-m", "sam3_ros.ros.rviz_start", "--config", config,
+               "--namespace", argument("namespace")]
+    frame = argument("fixed_frame") or argument("target_frame") or str(file_parameters.get("target_frame") or "")
+    if frame:
+        command += ["--fixed-frame", frame]
+    else:
+        command += ["--frame-from", _optional_topic("depth", argument("depth")) or argument("image")]
+    if _flag("use_sim_time", argument("use_sim_time")):
+        command.append("--use-sim-time")
+    return command
+
+
 def _launch_setup(context):
     def argument(name: str) -> str:
         return LaunchConfiguration(name).perform(context).strip()
 
+    file_parameters = _file_parameters(argument("params_file"))
     node = LifecycleNode(
         package=PACKAGE, executable=EXECUTABLE, name=NODE_NAME, namespace=argument("namespace"),
-        parameters=[_file_parameters(argument("params_file")), _parameter_overrides(argument)],
+        parameters=[file_parameters, _parameter_overrides(argument)],
         arguments=["--ros-args", "--log-level", argument("log_level")],
         output="screen", emulate_tty=True,
     )
@@ -132,11 +157,8 @@ def _launch_setup(context):
             change_state(Transition.TRANSITION_CONFIGURE),
         ]
     if _flag("rviz", argument("rviz")):
-        actions.append(Node(
-            package="rviz2", executable="rviz2", name="rviz2", output="screen",
-            arguments=["-d", os.path.join(get_package_share_directory(PACKAGE), "config", "sam3.rviz")],
-            parameters=[{"use_sim_time": _flag("use_sim_time", argument("use_sim_time"))}],
-        ))
+        actions.append(ExecuteProcess(cmd=_rviz_command(argument, file_parameters), name="rviz2",
+                                      output="screen", emulate_tty=True))
     return actions
 
 

@@ -14,6 +14,9 @@ the colour image's size and frame). Verified against rs_launch.py's declared arg
 (camera_namespace and camera_name default "camera", align_depth.enable, enable_sync) and launch
 files of other projects wired to these topics; not run here. Releases before 4.54 publish
 /camera/color/... (pass camera_namespace:="" there).
+
+RViz (rviz:=true) starts in <camera_name>_color_optical_frame, the frame of the aligned depth and so of
+every 3D output, unless fixed_frame or target_frame says otherwise; the camera publishes its TF.
 """
 import importlib.util
 import os
@@ -31,6 +34,7 @@ STREAMS = {  # sam3.launch.py argument -> topic below /<camera_namespace>/<camer
     "camera_info": "color/camera_info",
     "depth": "aligned_depth_to_color/image_raw",
 }
+OPTICAL_FRAME_SUFFIX = "_color_optical_frame"  # realsense-ros: <camera_name>_color_optical_frame
 CAMERA_ARGUMENTS = {  # rs_launch.py argument -> value
     "align_depth.enable": "true",  # depth registered to the colour image, pixel for pixel
     "enable_sync": "true",         # colour and depth frames with the same stamp
@@ -41,14 +45,31 @@ def _sam3_launch() -> str:
     return os.path.join(get_package_share_directory(PACKAGE), "launch", "sam3.launch.py")
 
 
-def _sam3_arguments() -> list:
-    """sam3.launch.py's own DeclareLaunchArgument actions, but for the streams set here: declared
-    again so that `--show-args` lists them; their values reach the included file unchanged."""
+def _sam3_module():
     spec = importlib.util.spec_from_file_location("sam3_launch", _sam3_launch())
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    return [argument for argument in module.generate_launch_description().get_launch_arguments()
+    return module
+
+
+def _sam3_arguments() -> list:
+    """sam3.launch.py's own DeclareLaunchArgument actions, but for the streams set here: declared
+    again so that `--show-args` lists them; their values reach the included file unchanged."""
+    return [argument for argument in _sam3_module().generate_launch_description().get_launch_arguments()
             if argument.name not in STREAMS]
+
+
+def _fixed_frame(context, camera_name: str) -> dict:
+    """RViz's fixed frame when neither fixed_frame nor target_frame (argument or params_file) names
+    one: the colour camera's optical frame, which the aligned depth and so every 3D output is in
+    (realsense-ros names it <camera_name>_color_optical_frame and publishes its TF)."""
+    def value(name: str) -> str:
+        return LaunchConfiguration(name).perform(context).strip()
+
+    target_in_file = _sam3_module()._file_parameters(value("params_file")).get("target_frame")
+    if value("fixed_frame") or value("target_frame") or target_in_file:
+        return {}
+    return {"fixed_frame": f"{camera_name or 'camera'}{OPTICAL_FRAME_SUFFIX}"}
 
 
 def _launch_setup(context):
@@ -66,8 +87,9 @@ def _launch_setup(context):
         actions.append(GroupAction([IncludeLaunchDescription(  # scoped: the camera's arguments stay its own
             PythonLaunchDescriptionSource(rs_launch), launch_arguments=camera_arguments.items())]))
     topics = {argument: f"{prefix}/{suffix}" for argument, suffix in STREAMS.items()}
+    arguments = {**topics, **_fixed_frame(context, camera_name)}
     actions.append(IncludeLaunchDescription(PythonLaunchDescriptionSource(_sam3_launch()),
-                                            launch_arguments=topics.items()))
+                                            launch_arguments=arguments.items()))
     return actions
 
 

@@ -15,7 +15,7 @@ NODE = REPO / "sam3_ros" / "ros" / "node.py"
 
 SAM3_ARGUMENTS = {"image", "camera_info", "depth", "prompts", "backend", "checkpoint", "engines_dir", "tiny",
                   "device", "namespace", "params_file", "target_frame", "rviz", "autostart", "use_sim_time",
-                  "log_level"}
+                  "log_level", "fixed_frame"}
 EXPECTED_PARAMETERS = {  # launch argument -> the node parameter it must set
     "image": "image_topic", "camera_info": "camera_info_topic", "depth": "depth_topic", "prompts": "prompts",
     "backend": "model.backend", "checkpoint": "model.checkpoint", "engines_dir": "model.engines_dir",
