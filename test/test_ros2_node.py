@@ -249,11 +249,11 @@ def test_bad_images_are_counted_and_the_node_keeps_working(client, main_node):
                Image(height=48, width=64, encoding="rgb8", step=64 * 3, data=bytes(100)),       # truncated
                Image(height=48, width=64, encoding="rgb8", step=10, data=bytes(64 * 48 * 3)),   # step < row
                Image(height=0, width=0, encoding="rgb8", step=0, data=b"")]
-        for i, image in enumerate(bad):
+        for i, image in enumerate(bad):  # one at a time: the node keeps only the newest frame
             camera.publish_frame(stamp_ns=now + i * 10**8, image=image)
-            time.sleep(0.3)  # one at a time: the node keeps only the newest frame
-        diagnostics.clear()
-        counted = diagnostic_values(diagnostics, "sam3_main", lambda v: int(v["bad images"]) >= before + len(bad))
+            diagnostics.clear()  # the next one goes out once this one is counted, however slow the node
+            counted = diagnostic_values(diagnostics, "sam3_main",
+                                        lambda v, n=before + i + 1: int(v["bad images"]) >= n)
         assert int(counted["bad images"]) == before + len(bad)
         good = camera.publish_frame(stamp_ns=now + 10**9)
         outputs.wait_for(lambda m: stamp_ns(m) == good, 30.0)
