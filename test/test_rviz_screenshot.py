@@ -58,12 +58,14 @@ def _missing() -> str | None:
 
 
 MISSING = _missing()
-if MISSING is not None:
-    pytest.skip(MISSING, allow_module_level=True)
+# A mark, not a module-level skip: launch_testing's pytest plugin (in a full runtime) lets a module-level
+# skip raised here end the collection of whatever other test file pytest was asked to run.
+pytestmark = pytest.mark.skipif(MISSING is not None, reason=MISSING or "")
 
-import cv2  # noqa: E402
-from sam3_ros_interfaces.msg import InstanceArray  # noqa: E402
-from sam3_ros_interfaces import srv  # noqa: E402
+if MISSING is None:
+    import cv2  # noqa: E402
+    from sam3_ros_interfaces import srv  # noqa: E402
+    from sam3_ros_interfaces.msg import InstanceArray  # noqa: E402
 
 
 @pytest.fixture(scope="module")
