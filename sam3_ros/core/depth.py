@@ -25,15 +25,8 @@ _MAD_TO_SIGMA = 1.4826
 EXTENT_PERCENTILES = (2.0, 98.0)
 
 
-def instance_points(
-    mask: np.ndarray,
-    depth_m: np.ndarray,
-    fx: float,
-    fy: float,
-    cx: float,
-    cy: float,
-    min_points: int = 20,
-) -> np.ndarray | None:
+def instance_points(mask: np.ndarray, depth_m: np.ndarray, fx: float, fy: float, cx: float, cy: float,
+                    min_points: int = 20) -> np.ndarray | None:
     """(N, 3) float64 points of a full (H, W) mask's pixels with valid, non-outlier depth, in the
     depth camera's frame (see ``crop_points``). A mask of another resolution is resized to the
     depth image (nearest neighbour) first."""
