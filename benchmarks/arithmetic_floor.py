@@ -36,6 +36,18 @@ def tensor_bytes(tensors) -> int:
     return sum(t.numel() * BF16 for t in tensors)
 
 
+def component_parameters(model) -> dict[str, int]:
+    """Parameters of each SAM 3 component of a Sam3VideoModel (the vision count includes the tracker neck)."""
+    return {
+        "vision": sum(p.numel() for p in model.detector_model.vision_encoder.parameters())
+        + sum(p.numel() for p in model.tracker_neck.parameters()),
+        "text": sum(p.numel() for p in model.detector_model.text_encoder.parameters()),
+        "detector": sum(p.numel() for n, p in model.detector_model.named_parameters()
+                        if not n.startswith(("vision_encoder", "text_encoder"))),
+        "tracker": sum(p.numel() for p in model.tracker_model.parameters()),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="cpu")
@@ -47,14 +59,7 @@ def main() -> None:
     loaded.model.set_attn_implementation("eager")  # explicit matrix products, all of them counted
     g = geometry_of(loaded)
     model = loaded.model
-    params = {
-        "vision": sum(p.numel() for p in model.detector_model.vision_encoder.parameters())
-        + sum(p.numel() for p in model.tracker_neck.parameters()),
-        "text": sum(p.numel() for p in model.detector_model.text_encoder.parameters()),
-        "detector": sum(p.numel() for n, p in model.detector_model.named_parameters()
-                        if not n.startswith(("vision_encoder", "text_encoder"))),
-        "tracker": sum(p.numel() for p in model.tracker_model.parameters()),
-    }
+    params = component_parameters(model)
     from sam3_ros.backends.torch_backend import torch_components
 
     c = torch_components(loaded)

@@ -613,18 +613,11 @@ def part_build(session: Session, data: dict, clock: PartClock) -> None:
 def part_floor(session: Session, data: dict, clock: PartClock) -> None:
     """FLOPs counted as benchmarks/arithmetic_floor.py counts them, on this session's model."""
     import torch
-    from arithmetic_floor import BF16, CEILINGS, count, tensor_bytes
+    from arithmetic_floor import BF16, CEILINGS, component_parameters, count, tensor_bytes
 
     loaded, c, g = session.loaded, session.components, session.components.geometry
     model = loaded.model
-    params = {
-        "vision": sum(p.numel() for p in model.detector_model.vision_encoder.parameters())
-        + sum(p.numel() for p in model.tracker_neck.parameters()),
-        "text": sum(p.numel() for p in model.detector_model.text_encoder.parameters()),
-        "detector": sum(p.numel() for n, p in model.detector_model.named_parameters()
-                        if not n.startswith(("vision_encoder", "text_encoder"))),
-        "tracker": sum(p.numel() for p in model.tracker_model.parameters()),
-    }
+    params = component_parameters(model)
     original = getattr(model.config, "_attn_implementation", None) or "sdpa"
     model.requires_grad_(False)
     model.set_attn_implementation("eager")  # explicit matrix products, every one counted

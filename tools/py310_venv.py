@@ -27,6 +27,8 @@ import sysconfig
 import time
 from pathlib import Path
 
+from ros2_underlay import link_tree  # same folder: run as python tools/py310_venv.py
+
 REPO = Path(__file__).resolve().parents[1]
 VENV = REPO / ".venv-py310"
 MARKER = VENV / ".installed"
@@ -77,22 +79,6 @@ def inputs_hash(python310: str) -> str:
     for dist in sorted(shared_cuda_distributions(), key=lambda d: d.metadata["Name"]):
         digest.update(f"{dist.metadata['Name']}=={dist.version}".encode())
     return digest.hexdigest()
-
-
-def link_tree(source: Path, target: Path) -> None:
-    """Hard links (a copy where they cannot cross file systems), merged into existing folders."""
-    def link(src: str, dst: str) -> None:
-        if os.path.lexists(dst):  # a folder that several distributions share (nvidia/), linked already
-            return
-        try:
-            os.link(src, dst)
-        except OSError:
-            shutil.copy2(src, dst)
-
-    if source.is_dir():
-        shutil.copytree(source, target, symlinks=True, copy_function=link, dirs_exist_ok=True)
-    elif not target.exists():
-        link(str(source), str(target))
 
 
 def run(command: list[str], failure: str) -> None:

@@ -206,7 +206,7 @@ def shared_distributions() -> list[str]:
                   _non_ros_distributions(Path(sysconfig.get_paths()["purelib"])))
 
 
-def _link_tree(source: Path, target: Path) -> None:
+def link_tree(source: Path, target: Path) -> None:
     """Hard links (a copy where links cannot cross file systems), merging into existing folders."""
     def link(src: str, dst: str) -> None:
         if os.path.lexists(dst):  # a folder that several distributions share (nvidia/), linked already
@@ -239,7 +239,7 @@ def share_from_running_venv(site: Path) -> int:
         for top in sorted(_top_level(dist)):
             if top.endswith(".pth") or top == "__pycache__" or not (source_site / top).exists():
                 continue
-            _link_tree(source_site / top, site / top)
+            link_tree(source_site / top, site / top)
         present.add(name)
         count += 1
     return count
