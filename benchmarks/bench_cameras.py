@@ -1,0 +1,354 @@
+"""Several cameras, one model: one process stepping N cameras batched vs N processes of one camera each.
+
+    python benchmarks/bench_cameras.py                                   # CPU: tiny model and stand-in, 1 2 4 cameras
+    python benchmarks/bench_cameras.py --threads 1 --clock cpu --json docs/cameras_cpu_run.json   # on a busy machine
+    python benchmarks/bench_cameras.py --models tiny --device cuda       # on a GPU
+
+For each model (``tiny``: the random-init SAM 3 of the real architecture; ``standin``: the scripted
+network of ``test/standin_network.py``, whose cost is only the host path) and each camera count N,
+every camera 640x480 with the same concepts (2 text prompts) and N tracks held per camera, it runs:
+
+  batched     one process, one pipeline, ``step_cameras`` with all N cameras per step
+  sequential  one process, one pipeline, ``step_cameras`` with one camera at a time, in turn
+  processes   N processes started here, each loading its own model and stepping one camera (``step``)
+
+(N = 1 runs once: one process, ``step``: today's single-camera node, the reference for RSS.)
+Every configuration runs in fresh processes. Warm-up rounds are excluded; the processes of one
+configuration start measuring together (each waits for a "go" on stdin after its warm-up).
+
+Measured per configuration:
+  peak RSS   VmHWM of /proc/self/status in each process, summed over the processes (an upper bound
+             of the tree's peak: every process holds its model all along); PSS (smaps_rollup, after
+             the run) sums shared library pages once, so the tree's PSS is the memory really used
+  frames/s   all cameras' measured frames / (last process's end - first process's start), or with
+             ``--clock cpu`` / the processes' CPU seconds summed (frames per CPU-second)
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from importlib import metadata
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+sys.path[:0] = [str(HERE)]
+from bench_host_path import CLOCKS  # noqa: E402  (stdlib only at import)
+
+WIDTH, HEIGHT = 640, 480
+CONCEPTS = ("person", "box")
+READY = "READY"
+
+
+# -- memory of this process -----------------------------------------------------------------------------
+
+def proc_kib(path: str, key: str) -> int:
+    """A ``key: N kB`` field of a /proc file, in KiB (0 where absent)."""
+    try:
+        with open(path) as handle:
+            for line in handle:
+                if line.startswith(key + ":"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def memory_mib() -> dict:
+    return {"rss_mib": proc_kib("/proc/self/status", "VmRSS") / 1024,
+            "peak_rss_mib": proc_kib("/proc/self/status", "VmHWM") / 1024,
+            "pss_mib": proc_kib("/proc/self/smaps_rollup", "Pss") / 1024}
+
+
+# -- one process: load a model, step cameras -----------------------------------------------------------
+
+def build_pipeline(model: str, device: str, tracks: int):
+    from sam3_ros.bench import holding_tracks
+    from sam3_ros.core.config import PipelineConfig
+    from sam3_ros.core.pipeline import Sam3Pipeline
+    from sam3_ros.core.prompts import make_concept
+
+    config = holding_tracks(PipelineConfig().updated({"model.device": device, "model.tiny": True}), tracks)
+    if model == "tiny":
+        from sam3_ros.factory import load_pipeline
+
+        pipeline = load_pipeline(config).pipeline
+    else:
+        sys.path.insert(0, str(REPO / "test"))
+        from sam3_ros.model.tiny import byte_level_clip_tokenizer
+        from standin_network import StandInComponents, StaticScene
+
+        standin = StandInComponents(StaticScene(WIDTH, HEIGHT, tracks), device)
+        pipeline = Sam3Pipeline(standin.components(), byte_level_clip_tokenizer(), config)
+    pipeline.set_concepts([make_concept(None, text) for text in CONCEPTS])
+    return pipeline
+
+
+def camera_names(count: int) -> list[str]:
+    return [f"cam{i}" for i in range(count)]
+
+
+def rounds_of(pipeline, mode: str, cameras: int):
+    """One round = one frame of every camera: a callable(round index) -> [FrameResult, ...]."""
+    from sam3_ros.bench import synthetic_frames
+
+    images = synthetic_frames(16, HEIGHT, WIDTH)
+    names = camera_names(cameras)
+    image = lambda i, cam: images[(i + 5 * cam) % len(images)]  # noqa: E731  each camera its own view
+    if mode == "single":
+        return lambda i: [pipeline.step(image(i, 0))]
+    from sam3_ros.core.pipeline import CameraFrame
+
+    if mode == "batched":
+        return lambda i: list(pipeline.step_cameras(
+            {name: CameraFrame(image(i, c)) for c, name in enumerate(names)}).values())
+    return lambda i: [r for c, name in enumerate(names)
+                      for r in pipeline.step_cameras({name: CameraFrame(image(i, c))}).values()]
+
+
+def held_tracks(pipeline, mode: str, cameras: int) -> list[int]:
+    if mode == "single":
+        return [len(pipeline.tracks.live_ids)]
+    return [len(pipeline.tracks_of(name).live_ids) for name in camera_names(cameras)]
+
+
+def measure(model: str, mode: str, cameras: int, device: str, frames: int, warmup: int, tracks: int,
+            threads: int, clock_name: str, wait_for_go: bool) -> dict:
+    """One process's run: memory after each loading stage, then ``frames`` rounds after ``warmup``."""
+    import torch
+
+    memory = {"torch": memory_mib()}  # the baseline every process pays: torch (and its libraries) alone
+    if threads > 0:
+        torch.set_num_threads(threads)
+    cuda = device.startswith("cuda")
+    clock = CLOCKS[clock_name]
+    pipeline = build_pipeline(model, device, tracks)
+    memory["model"] = memory_mib()
+    step_round = rounds_of(pipeline, mode, cameras)
+    for i in range(warmup):
+        step_round(i)
+    ready_at = time.time()
+    if wait_for_go:
+        print(READY, flush=True)
+        sys.stdin.readline()
+    stages: dict[str, list[float]] = {}
+    wall_start, start = time.time(), clock()
+    for i in range(warmup, warmup + frames):
+        results = step_round(i)
+        for stage, ms in _round_stages(results).items():
+            stages.setdefault(stage, []).append(ms)
+    if cuda:
+        torch.cuda.synchronize()
+    seconds, wall_end = clock() - start, time.time()
+    held = held_tracks(pipeline, mode, cameras)
+    if held != [tracks] * len(held):
+        raise RuntimeError(f"held {held} live tracks per camera instead of {tracks}")
+    return {
+        "model": model, "mode": mode, "cameras": cameras, "device": device, "clock": clock_name,
+        "torch_threads": torch.get_num_threads(), "frames": frames * cameras, "seconds": seconds,
+        "ready_at": ready_at, "wall_start": wall_start, "wall_end": wall_end,
+        "round_stage_ms": {stage: statistics.median(v) for stage, v in stages.items()},
+        "memory_mib": {**memory, "end": memory_mib()},
+        **({"cuda_peak_allocated_mib": torch.cuda.max_memory_allocated() / 2**20} if cuda else {}),
+    }
+
+
+def _round_stages(results: list) -> dict[str, float]:
+    """Milliseconds per stage over one round. A batched step's results share one step's timings
+    (the same dict), so each distinct timing dict counts once."""
+    distinct = {id(r.timings_ms): r.timings_ms for r in results}.values()
+    out: dict[str, float] = {}
+    for timings in distinct:
+        for stage, ms in timings.items():
+            out[stage] = out.get(stage, 0.0) + ms
+    return out
+
+
+# -- the configurations, each in fresh processes ----------------------------------------------------------
+
+def run_processes(worker_args: list[list[str]]) -> list[dict]:
+    """Start one worker per argument list, let them all warm up, start them together, collect results."""
+    with tempfile.TemporaryDirectory() as tmp:
+        procs = []
+        for n, args in enumerate(worker_args):
+            err = open(Path(tmp) / f"{n}.err", "w+")
+            procs.append((subprocess.Popen([sys.executable, __file__, "--worker", *args], cwd=REPO, text=True,
+                                           stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=err), err))
+
+        def failed(proc, err) -> RuntimeError:
+            proc.kill()
+            err.seek(0)
+            return RuntimeError(f"worker failed (exit {proc.wait()}):\n{err.read()[-3000:]}")
+
+        for proc, err in procs:
+            while (line := proc.stdout.readline()) and line.strip() != READY:
+                pass
+            if not line:
+                raise failed(proc, err)
+        for proc, _ in procs:
+            proc.stdin.write("go\n")
+            proc.stdin.flush()
+        results = []
+        for proc, err in procs:
+            out, _ = proc.communicate()
+            if proc.returncode != 0:
+                raise failed(proc, err)
+            results.append(json.loads(out.strip().splitlines()[-1]))
+            err.close()
+        return results
+
+
+def combine(parts: list[dict]) -> dict:
+    """One configuration's figures from its processes."""
+    frames = sum(p["frames"] for p in parts)
+    if parts[0]["clock"] == "cpu":
+        seconds = sum(p["seconds"] for p in parts)
+    else:
+        seconds = max(p["wall_end"] for p in parts) - min(p["wall_start"] for p in parts)
+    row = {key: parts[0][key] for key in ("model", "mode", "device", "clock", "torch_threads")}
+    row.update(cameras=sum(p["cameras"] for p in parts), processes=len(parts), frames=frames, seconds=seconds,
+               fps=frames / seconds,
+               peak_rss_mib=sum(p["memory_mib"]["end"]["peak_rss_mib"] for p in parts),
+               pss_mib=sum(p["memory_mib"]["end"]["pss_mib"] for p in parts),
+               torch_baseline_rss_mib=parts[0]["memory_mib"]["torch"]["rss_mib"],
+               model_loaded_rss_mib=parts[0]["memory_mib"]["model"]["rss_mib"],
+               round_stage_ms=parts[0]["round_stage_ms"] if len(parts) == 1 else None,
+               per_process=parts)
+    if "cuda_peak_allocated_mib" in parts[0]:
+        row["cuda_peak_allocated_mib"] = sum(p["cuda_peak_allocated_mib"] for p in parts)
+    return row
+
+
+def configurations(cameras: int, modes: list[str]) -> list[tuple[str, int, int]]:
+    """(worker mode, cameras per process, processes) for N cameras."""
+    if cameras == 1:
+        return [("single", 1, 1)]
+    table = {"batched": ("batched", cameras, 1), "sequential": ("sequential", cameras, 1),
+             "processes": ("single", 1, cameras)}
+    return [table[m] for m in modes]
+
+
+def run_configuration(args, model: str, mode: str, cameras: int, processes: int) -> dict:
+    common = ["--device", args.device, "--frames", str(args.frames), "--warmup", str(args.warmup),
+              "--tracks", str(args.tracks), "--threads", str(args.threads), "--clock", args.clock]
+    if args.no_subprocess:
+        parts = [measure(model, mode, cameras, args.device, args.frames, args.warmup, args.tracks, args.threads,
+                         args.clock, wait_for_go=False)]
+    else:
+        parts = run_processes([["--model", model, "--mode", mode, "--cameras", str(cameras), *common]] * processes)
+    row = combine(parts)
+    row["mode"] = "processes" if processes > 1 else ("single" if mode == "single" else mode)
+    return row
+
+
+# -- report ------------------------------------------------------------------------------------------------
+
+HEADER = (f"{'model':>7} {'cams':>4} {'mode':>10} {'procs':>5} | {'peak RSS MiB':>12} {'x 1 cam':>7} "
+          f"{'PSS MiB':>8} | {'frames/s':>8} {'x one-at-a-time':>15}")
+
+
+def annotate(rows: list[dict]) -> None:
+    """Ratios within the run: RSS against the model's one camera, frames/s against one camera at a time."""
+    for row in rows:
+        one = next((r for r in rows if r["model"] == row["model"] and r["cameras"] == 1), None)
+        turn = next((r for r in rows if r["model"] == row["model"] and r["cameras"] == row["cameras"]
+                     and r["mode"] == "sequential"), None)
+        row["rss_vs_one_camera"] = row["peak_rss_mib"] / one["peak_rss_mib"] if one else None
+        row["fps_vs_one_at_a_time"] = row["fps"] / turn["fps"] if turn else None
+
+
+def line(row: dict) -> str:
+    ratio = lambda v: f"{v:.2f}x" if v else "-"  # noqa: E731
+    return (f"{row['model']:>7} {row['cameras']:>4} {row['mode']:>10} {row['processes']:>5} | "
+            f"{row['peak_rss_mib']:12.0f} {ratio(row['rss_vs_one_camera']):>7} {row['pss_mib']:8.0f} | "
+            f"{row['fps']:8.2f} {ratio(row['fps_vs_one_at_a_time']):>15}")
+
+
+def environment(args) -> dict:
+    def out(cmd: list[str]) -> str:
+        try:
+            return subprocess.run(cmd, capture_output=True, text=True, timeout=20).stdout.strip()
+        except OSError:
+            return ""
+    cpu = next((l.split(":", 1)[1].strip() for l in out(["lscpu"]).splitlines() if l.startswith("Model name")), "")
+    return {"command": " ".join([Path(sys.executable).name, *sys.argv]), "date": datetime.datetime.now(
+        datetime.timezone.utc).isoformat(timespec="seconds"), "cpu": cpu, "cpus": os.cpu_count(),
+        "load_before": out(["uptime"]), "torch": metadata.version("torch"), "python": platform.python_version(),
+        "size": f"{WIDTH}x{HEIGHT}", "concepts": list(CONCEPTS), "tracks_per_camera": args.tracks,
+        "frames_per_camera": args.frames, "warmup_rounds": args.warmup, "threads": args.threads,
+        "clock": args.clock, "device": args.device, "separate_processes": not args.no_subprocess}
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--models", nargs="+", choices=["tiny", "standin"], default=["tiny", "standin"])
+    parser.add_argument("--cameras", nargs="+", type=int, default=[1, 2, 4], help="camera counts")
+    parser.add_argument("--modes", nargs="+", choices=["batched", "sequential", "processes"],
+                        default=["batched", "sequential", "processes"], help="for camera counts above 1")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda")
+    parser.add_argument("--frames", type=int, default=12, help="measured frames per camera")
+    parser.add_argument("--warmup", type=int, default=3, help="rounds before measuring (tracks get born)")
+    parser.add_argument("--tracks", type=int, default=2, help="live tracks held per camera")
+    parser.add_argument("--threads", type=int, default=0, help="torch threads per process (0: torch's default)")
+    parser.add_argument("--clock", choices=sorted(CLOCKS), default="wall",
+                        help="wall time, or the processes' CPU time (for a machine busy with other work)")
+    parser.add_argument("--no-subprocess", action="store_true",
+                        help="run everything in this process: no separate-process runs, RSS not isolated")
+    parser.add_argument("--json", type=Path, help="write every measurement here")
+    parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--model", help=argparse.SUPPRESS)
+    parser.add_argument("--mode", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.worker:
+        cameras = args.cameras[0]
+        print(json.dumps(measure(args.model, args.mode, cameras, args.device, args.frames, args.warmup, args.tracks,
+                                 args.threads, args.clock, wait_for_go=True)))
+        return
+    if args.no_subprocess:
+        args.modes = [m for m in args.modes if m != "processes"]
+    report = {"environment": environment(args), "rows": []}
+    print(" ".join(f"{k}={v}" for k, v in report["environment"].items()), flush=True)
+    print(HEADER, flush=True)
+    started = time.monotonic()
+    for model in args.models:
+        for cameras in args.cameras:
+            for mode, per_process, processes in configurations(cameras, args.modes):
+                row = run_configuration(args, model, mode, per_process, processes)
+                report["rows"].append(row)
+                annotate(report["rows"])
+                print(line(row), flush=True)
+    report["elapsed_s"] = time.monotonic() - started
+    report["targets"] = targets(report["rows"])
+    for text in report["targets"]:
+        print(text)
+    if args.json:
+        args.json.write_text(json.dumps(report, indent=1))
+
+
+def targets(rows: list[dict]) -> list[str]:
+    """The issue's two targets, per model, at the most cameras run."""
+    out = []
+    for model in dict.fromkeys(r["model"] for r in rows):
+        most = max(r["cameras"] for r in rows if r["model"] == model)
+        by_mode = {r["mode"]: r for r in rows if r["model"] == model and r["cameras"] == most}
+        if most > 1 and "batched" in by_mode and by_mode["batched"]["rss_vs_one_camera"]:
+            separate = by_mode.get("processes")
+            out.append(f"{model}: {most} cameras in one process: peak RSS {by_mode['batched']['rss_vs_one_camera']:.2f}x "
+                       f"one camera (target <= 1.3x)"
+                       + (f"; {most} processes: {separate['rss_vs_one_camera']:.2f}x" if separate else ""))
+        if by_mode.get("batched", {}).get("fps_vs_one_at_a_time"):
+            out.append(f"{model}: {most} cameras batched: {by_mode['batched']['fps_vs_one_at_a_time']:.2f}x the "
+                       f"frames/s of one camera at a time (target >= 1.2x)")
+    return out
+
+
+if __name__ == "__main__":
+    main()
