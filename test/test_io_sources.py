@@ -180,6 +180,30 @@ def test_missing_topic_lists_the_image_topics(bag):
         RosbagSource(bag, "/chatter")
 
 
+def test_one_topic_per_camera_merged_in_recording_order(bag):
+    warnings: list[str] = []
+    source = RosbagSource(bag, cameras={"raw": "/cam/image", "packed": "/cam/compressed"}, on_warning=warnings.append)
+    assert source.frame_count() == 8 and source.camera_frame_count("raw") == 4
+    frames = list(source)
+    # Recording order; each frame's index counts its own camera's messages (raw 1 is truncated).
+    assert [(f.camera, f.index) for f in frames if f.camera == "raw"] == [("raw", 0), ("raw", 2), ("raw", 3)]
+    assert [(f.camera, f.index) for f in frames if f.camera == "packed"] == [("packed", i) for i in range(4)]
+    recorded = [HEADER_STAMPS[f.index] for f in frames]
+    assert recorded == sorted(recorded)
+    for frame in frames:
+        assert np.array_equal(frame.rgb, picture(frame.index))
+    assert len(warnings) == 1 and "message 1 on /cam/image" in warnings[0]
+
+
+def test_a_camera_topic_must_be_an_image_topic_of_a_recording(bag, image_folder):
+    with pytest.raises(SourceError, match="no image topic '/chatter': it carries std_msgs/msg/String; image topics"):
+        RosbagSource(bag, cameras={"raw": "/cam/image", "talk": "/chatter"})
+    with pytest.raises(SourceError, match="no image topic '/cam/depth'"):
+        open_source(bag, cameras={"raw": "/cam/image", "depth": "/cam/depth"})
+    with pytest.raises(SourceError, match="is not a rosbag2 recording: an image topic per camera"):
+        open_source(image_folder, cameras={"raw": "/cam/image"})
+
+
 def test_topic_is_required_when_several_image_topics_exist(bag):
     with pytest.raises(SourceError, match="choose an image topic"):
         RosbagSource(bag)

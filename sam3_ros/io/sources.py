@@ -12,7 +12,7 @@ import logging
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, Mapping
 
 import cv2
 import numpy as np
@@ -36,14 +36,17 @@ class SourceError(Exception):
 
 @dataclass(frozen=True, eq=False)
 class Frame:
-    """One input frame. ``index``: its position in the source (a skipped frame leaves a gap);
-    ``name``: the image file it came from, for image folders (None otherwise)."""
+    """One input frame. ``index``: its position in the source (a skipped frame leaves a gap; in
+    a recording of several cameras, its position in its camera's topic); ``name``: the image file it
+    came from, for image folders (None otherwise); ``camera``: the camera it comes from in a
+    recording of several cameras ("" otherwise)."""
 
     index: int
     stamp_ns: int
     rgb: np.ndarray  # (H, W, 3) uint8
     frame_id: str
     name: str | None = None
+    camera: str = ""
 
 
 class FrameSource(abc.ABC):
@@ -144,31 +147,39 @@ class ImageFolderSource(FrameSource):
 
 
 class RosbagSource(FrameSource):
-    """sensor_msgs/Image or CompressedImage messages of one topic of a recording.
+    """sensor_msgs/Image or CompressedImage messages of one topic of a recording, or of one topic
+    per camera (``cameras``: camera name -> topic).
 
     Reads rosbag2 directories (MCAP or sqlite3), bare .mcap/.db3 files and rosbag1 .bag files.
     Frames are stamped with the message header (the recording time when the header stamp is 0).
-    ``topic`` may be omitted when the recording has exactly one image topic. ``fps`` is None: the
-    rate is in the stamps (OverlayVideoWriter measures it there).
+    ``topic`` may be omitted when the recording has exactly one image topic. Several cameras'
+    frames come merged in recording order, each with its camera. ``fps`` is None: the rate is in
+    the stamps (OverlayVideoWriter measures it there).
     """
 
-    def __init__(self, path: str | Path, topic: str | None = None, on_warning: Warn | None = None):
+    def __init__(self, path: str | Path, topic: str | None = None, on_warning: Warn | None = None,
+                 cameras: Mapping[str, str] | None = None):
         self.path = Path(path)
         self.on_warning = on_warning or _log.warning
         with self._open_reader() as reader:
             counts: dict[str, int] = {}
+            types: dict[str, str] = {}
             for conn in reader.connections:
+                types[conn.topic] = conn.msgtype
                 if conn.msgtype in IMAGE_MSGTYPES:
                     counts[conn.topic] = counts.get(conn.topic, 0) + conn.msgcount
         available = ", ".join(sorted(counts)) or "none"
-        if topic is None:
+        if topic is None and not cameras:
             if len(counts) != 1:
                 raise SourceError(f"{self.path}: choose an image topic; image topics: {available}")
             topic = next(iter(counts))
-        if topic not in counts:
-            raise SourceError(f"{self.path} has no image topic {topic!r}; image topics: {available}")
+        self.cameras = dict(cameras) if cameras else {"": topic}  # "": the one camera of a single-topic source
+        for wanted in self.cameras.values():
+            if wanted not in counts:
+                carries = f": it carries {types[wanted]}" if wanted in types else ""
+                raise SourceError(f"{self.path} has no image topic {wanted!r}{carries}; image topics: {available}")
         self.topic = topic
-        self._count = counts[topic]
+        self._counts = {camera: counts[wanted] for camera, wanted in self.cameras.items()}
 
     @contextlib.contextmanager
     def _open_reader(self) -> Iterator[AnyReader]:
@@ -185,45 +196,56 @@ class RosbagSource(FrameSource):
             reader.close()
 
     def frame_count(self) -> int:
-        return self._count
+        return sum(self._counts.values())
+
+    def camera_frame_count(self, camera: str) -> int:
+        """Messages on that camera's topic."""
+        return self._counts[camera]
 
     def __iter__(self) -> Iterator[Frame]:
+        camera_of = {topic: camera for camera, topic in self.cameras.items()}
         with self._open_reader() as reader:
-            connections = [c for c in reader.connections if c.topic == self.topic]
-            for index, (conn, recorded_ns, raw) in enumerate(reader.messages(connections=connections)):
+            connections = [c for c in reader.connections if c.topic in camera_of]
+            indices = dict.fromkeys(self.cameras, 0)
+            for conn, recorded_ns, raw in reader.messages(connections=connections):
+                camera = camera_of[conn.topic]
+                index, indices[camera] = indices[camera], indices[camera] + 1
                 try:
                     msg = reader.deserialize(raw, conn.msgtype)
                     rgb = _message_rgb(msg, conn.msgtype)
                 except Exception as err:  # one bad message must not end the recording
-                    self.on_warning(f"skipping message {index} on {self.topic}: {err}")
+                    self.on_warning(f"skipping message {index} on {conn.topic}: {err}")
                     continue
                 stamp = msg.header.stamp.sec * 10**9 + msg.header.stamp.nanosec
-                yield Frame(index, stamp or recorded_ns, rgb, msg.header.frame_id)
+                yield Frame(index, stamp or recorded_ns, rgb, msg.header.frame_id, camera=camera)
 
 
-def open_source(path: str | Path, image_topic: str | None = None,
-                on_warning: Warn | None = None) -> FrameSource:
+def open_source(path: str | Path, image_topic: str | None = None, on_warning: Warn | None = None,
+                cameras: Mapping[str, str] | None = None) -> FrameSource:
     """The source for a path, chosen by what it is:
 
     - a directory with metadata.yaml: a rosbag2 recording;
     - a directory without one holding a single .mcap or .db3 file: that storage file;
     - a directory of images: an ImageFolderSource;
     - a .mcap, .db3 or .bag file: a recording; any other file: a video.
+
+    ``cameras`` (camera name -> image topic) reads one topic per camera: recordings only.
     """
     path = Path(path)
     if not path.exists():
         raise SourceError(f"{path} does not exist")
-    if path.is_file():
-        if path.suffix in BAG_SUFFIXES:
-            return RosbagSource(path, image_topic, on_warning)
-        return VideoFileSource(path)
-    if (path / "metadata.yaml").exists():
-        return RosbagSource(path, image_topic, on_warning)
-    storage = [p for p in path.iterdir() if p.suffix in (".mcap", ".db3")]
+    if path.is_file() and path.suffix in BAG_SUFFIXES or (path / "metadata.yaml").exists():
+        return RosbagSource(path, image_topic, on_warning, cameras)
+    storage = [p for p in path.iterdir() if p.suffix in (".mcap", ".db3")] if path.is_dir() else []
     if len(storage) > 1:
         raise SourceError(f"{path} has several bag files but no metadata.yaml; open one of them")
     if storage:
-        return RosbagSource(storage[0], image_topic, on_warning)
+        return RosbagSource(storage[0], image_topic, on_warning, cameras)
+    if cameras:
+        raise SourceError(f"{path} is not a rosbag2 recording: an image topic per camera (--image-topic given "
+                          "several times, or NAME=TOPIC) needs one")
+    if path.is_file():
+        return VideoFileSource(path)
     if any(p.suffix.lower() in IMAGE_SUFFIXES for p in path.iterdir()):
         return ImageFolderSource(path, on_warning=on_warning)
     raise SourceError(f"{path} is neither a rosbag2 recording nor a folder of images")
