@@ -100,7 +100,7 @@ class StandInComponents:
             name="stand-in", geometry=geometry, device=self.device, dtype=torch.float32,
             vision=timed(self.vision), text=timed(self.text), exemplars=timed(self.exemplars),
             detector=timed(self.detector), tracker=timed(self.tracker), mask_prompter=timed(self.mask_prompter),
-            memory_encoder=timed(self.memory_encoder),
+            memory_encoder=timed(self.memory_encoder), mixes_cameras=True,
         )
 
     def _timed(self, component):
@@ -116,7 +116,7 @@ class StandInComponents:
 
     # -- components ---------------------------------------------------------------------------------
     def vision(self, pixel_values: torch.Tensor) -> base.VisionFeatures:
-        zero = torch.zeros(1, 1, 1, 1, device=self.device)
+        zero = torch.zeros(pixel_values.shape[0], 1, 1, 1, device=self.device)  # one row per camera
         return base.VisionFeatures((zero,) * 3, (zero,) * 3, (zero, zero), zero, zero)
 
     def text(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> base.PromptFeatures:

@@ -151,7 +151,7 @@ def test_tracks_with_the_same_memory_layout_share_one_tracker_call():
 def test_memory_per_track_stays_bounded():
     obj = ScriptedObject("box", moving(2, 2, 10, dx=0.1))
     pipeline, _, _ = run([obj], 120, **{"tracking.recondition_every": 4, "tracking.recondition_iou": 0.5})
-    memory = pipeline._memories[1]
+    memory = pipeline.stream().memories[1]
     assert len(memory.conditioning) == pipeline.config.memory.max_cond_frames
     spatial, pointers = memory.select(pipeline.frame_index)
     assert len(spatial) <= pipeline.config.memory.max_cond_frames + pipeline.geometry.num_maskmem - 1

@@ -64,7 +64,7 @@ def test_refinement_confirms_the_track_and_conditions_its_memory(pipeline):
     pipeline.request_refine(RefineRequest(track_id, box_xyxy=(20, 20, 70, 60), points=((40, 40, True),)))
     result = pipeline.step(next(frames(1, seed=2)))
     assert pipeline.tracks.tracks[track_id].state == TrackState.CONFIRMED
-    newest = pipeline._memories[track_id].recent[-1]
+    newest = pipeline.stream().memories[track_id].recent[-1]
     assert newest.frame_index == result.frame_index and newest.conditioning
 
 
@@ -151,6 +151,6 @@ def test_a_frame_that_fails_half_way_does_not_break_the_next(tiny, tiny_componen
     assert p.tracks.live_ids, "tracks were born before the failure"
     recovered = p.step(next(images))
     assert any("previous frame failed" in w for w in recovered.warnings)
-    assert all(tid in p._memories for tid in p.tracks.live_ids)
+    assert all(tid in p.stream().memories for tid in p.tracks.live_ids)
     assert recovered.frame_index == 0  # the failed frame was never completed
     assert p.step(next(images)).frame_index == 1

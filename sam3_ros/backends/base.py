@@ -7,7 +7,7 @@ Cm = tracker memory width, K = concepts, Q = detector queries, B = tracks.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Protocol
 
 import torch
@@ -36,6 +36,48 @@ class VisionFeatures:
     trk_high_res: tuple[torch.Tensor, ...] # (1, C/8, 4s, 4s), (1, C/4, 2s, 2s): tracker skip features
     trk_feat: torch.Tensor                 # (1, C, s, s): tracker top-level feature
     trk_pos: torch.Tensor                  # (1, C, s, s)
+
+    # Several cameras' frames are one batch: row i of every tensor is camera i.
+    @property
+    def batch(self) -> int:
+        return self.trk_feat.shape[0]
+
+    def for_rows(self, cameras: list[int]) -> "VisionFeatures":
+        """The features for a component call whose rows come from these cameras (batch rows).
+
+        Rows of one camera get that camera's batch-1 features, which components broadcast; rows of
+        several cameras get one gathered row each (only for components that mix cameras).
+        """
+        first = cameras[0]
+        if all(c == first for c in cameras):
+            return self if self.batch == 1 else self._map(lambda t: t[first:first + 1])
+        index = torch.tensor(cameras, device=self.trk_feat.device)
+        return self._map(lambda t: t.index_select(0, index))
+
+    @staticmethod
+    def cat(parts: "list[VisionFeatures]") -> "VisionFeatures":
+        """One batch from per-camera features."""
+        if len(parts) == 1:
+            return parts[0]
+        return VisionFeatures(*(_cat_field([getattr(p, f.name) for p in parts]) for f in fields(VisionFeatures)))
+
+    def _map(self, fn) -> "VisionFeatures":
+        return VisionFeatures(*(_map_field(fn, getattr(self, f.name)) for f in fields(self)))
+
+
+def _map_field(fn, value):
+    return tuple(fn(t) for t in value) if isinstance(value, tuple) else fn(value)
+
+
+def _cat_field(values: list):
+    if isinstance(values[0], tuple):
+        return tuple(torch.cat(level) for level in zip(*values))
+    return torch.cat(values)
+
+
+def broadcast_rows(t: torch.Tensor, rows: int) -> torch.Tensor:
+    """``t`` with ``rows`` rows: batch-1 features are expanded (no copy), per-row ones kept."""
+    return t if t.shape[0] == rows else t.expand(rows, *t.shape[1:])
 
 
 @dataclass
@@ -125,3 +167,6 @@ class Sam3Components:
     mask_prompter: MaskPrompter
     memory_encoder: MemoryEncoder
     refiner: TrackRefiner | None = None  # None: the backend cannot refine tracks interactively
+    # True: the detector, tracker, mask prompter and memory encoder take vision features with one
+    # row per call row, so one call serves several cameras. False (batch-1 graphs): one call per camera.
+    mixes_cameras: bool = False

@@ -20,6 +20,7 @@ from .base import (
     Sam3Components,
     TrackerOutput,
     VisionFeatures,
+    broadcast_rows,
 )
 
 
@@ -107,8 +108,8 @@ class TorchDetector:
 
         det = self.detector
         k = prompts.features.shape[0]
-        fpn = [f.expand(k, -1, -1, -1) for f in vision.det_fpn]
-        pos = [p.expand(k, -1, -1, -1) for p in vision.det_fpn_pos]
+        fpn = [broadcast_rows(f, k) for f in vision.det_fpn]
+        pos = [broadcast_rows(p, k) for p in vision.det_fpn_pos]
         enc = det.detr_encoder(
             vision_features=[fpn[-1]], text_features=prompts.features, vision_pos_embeds=[pos[-1]],
             text_mask=prompts.mask,
@@ -145,10 +146,6 @@ class _TrackerParts:
         self.dtype = loaded.dtype
 
     @staticmethod
-    def expand(t: torch.Tensor, batch: int) -> torch.Tensor:
-        return t.expand(batch, *t.shape[1:])
-
-    @staticmethod
     def seq_first(t: torch.Tensor) -> torch.Tensor:
         """(B, C, H, W) -> (H*W, B, C), the tracker's internal layout."""
         return t.flatten(2).permute(2, 0, 1)
@@ -173,7 +170,7 @@ class _TrackerParts:
             sparse_prompt_embeddings=sparse,
             dense_prompt_embeddings=dense,
             multimask_output=multimask,
-            high_resolution_features=[self.expand(f, b) for f in vision.trk_high_res],
+            high_resolution_features=[broadcast_rows(f, b) for f in vision.trk_high_res],
         )
         masks, iou, tokens = masks[:, 0], iou[:, 0], tokens[:, 0]
         best = iou.argmax(dim=-1) if multimask else torch.zeros(b, dtype=torch.long, device=iou.device)
@@ -221,8 +218,8 @@ class TorchTrackerStep(_TrackerParts):
         pointer_pos = pointer_pos.repeat_interleave(splits, dim=0)
 
         fused = trk.memory_attention(
-            current_vision_features=self.seq_first(vision.trk_feat).expand(-1, b, -1),
-            current_vision_position_embeddings=self.seq_first(vision.trk_pos).expand(-1, b, -1),
+            current_vision_features=self.seq_first(broadcast_rows(vision.trk_feat, b)),
+            current_vision_position_embeddings=self.seq_first(broadcast_rows(vision.trk_pos, b)),
             memory=torch.cat([spatial, pointers], dim=0),
             memory_posision_embeddings=torch.cat([spatial_pos, pointer_pos], dim=0),
             num_object_pointer_tokens=p * splits,
@@ -266,7 +263,7 @@ class TorchMaskPrompter(_TrackerParts):
         high_res = F.interpolate(masks.reshape(b, 1, g.mask_size, g.mask_size).float(), size=size,
                                  mode="bilinear", align_corners=False, antialias=True) > 0
         prompt = self.tracker.mask_downsample(high_res.to(self.dtype))
-        out = self.decode(vision, self.expand(vision.trk_feat, b), multimask=True, mask_prompt=prompt)
+        out = self.decode(vision, broadcast_rows(vision.trk_feat, b), multimask=True, mask_prompt=prompt)
         visible = masks.reshape(b, -1).any(dim=1)
         weight = visible.to(out.pointers.dtype)[:, None]
         pointers = weight * out.pointers + (1 - weight) * self.tracker.no_object_pointer
@@ -279,7 +276,7 @@ class TorchMemoryEncoder(_TrackerParts):
     def __call__(self, vision: VisionFeatures, mask_logits: torch.Tensor, object_logits: torch.Tensor) -> torch.Tensor:
         b = mask_logits.shape[0]
         features, _ = self.tracker._encode_new_memory(
-            current_vision_feats=self.seq_first(vision.trk_feat).expand(-1, b, -1),
+            current_vision_feats=self.seq_first(broadcast_rows(vision.trk_feat, b)),
             pred_masks_high_res=mask_logits.to(self.dtype).unsqueeze(1),
             object_score_logits=object_logits.to(self.dtype).reshape(b, 1, 1),
             is_mask_from_pts=False,
@@ -301,4 +298,5 @@ def torch_components(loaded: LoadedSam3) -> Sam3Components:
         mask_prompter=TorchMaskPrompter(loaded),
         memory_encoder=TorchMemoryEncoder(loaded),
         refiner=TorchRefiner(loaded),
+        mixes_cameras=True,
     )

@@ -9,6 +9,7 @@ fixed upper size however long it lives; nothing accumulates per frame.
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -65,9 +66,11 @@ def layout_key(memory: TrackMemory, frame_index: int) -> tuple[int, int]:
     return len(spatial), len(pointers)
 
 
-def batch_memories(memories: list[TrackMemory], frame_index: int) -> MemoryBatch:
-    """Stack the memories of tracks that share a layout into one MemoryBatch."""
-    selections = [m.select(frame_index) for m in memories]
+def batch_memories(memories: list[TrackMemory], frame_index: int | Sequence[int]) -> MemoryBatch:
+    """Stack the memories of tracks that share a layout into one MemoryBatch. ``frame_index`` is the
+    current frame of every track, or one per track (tracks of cameras at different frame counts)."""
+    frames = [frame_index] * len(memories) if isinstance(frame_index, int) else list(frame_index)
+    selections = [m.select(frame) for m, frame in zip(memories, frames, strict=True)]
     if len({(len(s), len(p)) for s, p in selections}) != 1:
         raise ValueError("tracks batched together must have the same memory layout")
     device = selections[0][0][0][1].features.device

@@ -46,6 +46,8 @@ class Concept:
     text: str = ""
     exemplars: tuple[ExemplarBox, ...] = ()
     score_threshold: float | None = None
+    # Several cameras: the camera whose image the exemplar boxes are drawn on ("" = the first camera).
+    camera: str = ""
 
     @property
     def label(self) -> str:
@@ -58,7 +60,8 @@ class Concept:
 
     def same_query(self, other: "Concept") -> bool:
         """True if both ask the model the same question (thresholds may differ)."""
-        return self.text == other.text and self.exemplars == other.exemplars
+        same_image = self.camera == other.camera or not self.exemplars
+        return self.text == other.text and self.exemplars == other.exemplars and same_image
 
 
 def make_concept(
@@ -66,6 +69,7 @@ def make_concept(
     text: str = "",
     exemplars: Iterable[ExemplarBox] = (),
     score_threshold: float | None = None,
+    camera: str = "",
 ) -> Concept:
     """Build a normalised concept; an empty id is derived from the phrase."""
     text = " ".join((text or "").split())
@@ -73,7 +77,7 @@ def make_concept(
     if not text and not exemplars:
         raise PromptError("empty prompt: give a noun phrase, exemplar boxes, or both")
     concept_id = (concept_id or "").strip() or _slug(text)
-    concept = Concept(concept_id, text, exemplars, score_threshold)
+    concept = Concept(concept_id, text, exemplars, score_threshold, camera.strip())
     validate_concept(concept)
     return concept
 

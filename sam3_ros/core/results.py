@@ -52,6 +52,7 @@ class Instance:
     state: TrackState
     mask: RleMask
     position_3d: Position3D | None = None
+    camera: str = ""  # the camera it was seen on ("" for a single-camera pipeline)
 
     def to_json(self) -> dict:
         out = {
@@ -63,6 +64,8 @@ class Instance:
             "state": self.state.name.lower(),
             "mask_rle": self.mask.to_coco(),
         }
+        if self.camera:
+            out["camera"] = self.camera
         if self.position_3d is not None:
             out["position_3d"] = {
                 "frame_id": self.position_3d.frame_id,
@@ -86,9 +89,11 @@ class FrameResult:
     live_tracks: int = 0
     removed_track_ids: list[int] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    camera: str = ""  # the camera of this frame ("" for a single-camera pipeline)
 
     def to_json(self) -> dict:
         return {
+            **({"camera": self.camera} if self.camera else {}),
             "frame_index": self.frame_index,
             "stamp_ns": self.stamp_ns,
             "image_size": [self.image_height, self.image_width],

@@ -67,12 +67,23 @@ class Decisions:
     births_dropped: int = 0                                      # births refused by the track cap
 
 
+class TrackIds:
+    """Track IDs from 1 upwards, never reused; one allocator may serve several cameras' TrackManagers."""
+
+    def __init__(self) -> None:
+        self._next = 1
+
+    def take(self) -> int:
+        self._next += 1
+        return self._next - 1
+
+
 class TrackManager:
-    def __init__(self, tracking: TrackingConfig, detection: DetectionConfig):
+    def __init__(self, tracking: TrackingConfig, detection: DetectionConfig, ids: TrackIds | None = None):
         self.cfg = tracking
         self.new_track_threshold = detection.new_track_threshold
         self.tracks: dict[int, Track] = {}
-        self._next_id = 1
+        self.ids = ids or TrackIds()
         self.total_births_dropped = 0
 
     # -- queries ---------------------------------------------------------------------------
@@ -154,8 +165,7 @@ class TrackManager:
         decisions.births_dropped = max(len(candidates) - room, 0)
         self.total_births_dropped += decisions.births_dropped
         for d in candidates[:room]:
-            decisions.births[self._next_id] = int(d)
-            self._next_id += 1
+            decisions.births[self.ids.take()] = int(d)
 
     def _update_existing(self, obs, tracks, visible, iou, decisions) -> None:
         cfg = self.cfg
