@@ -2,10 +2,11 @@
 
     python benchmarks/bench_cameras.py                                   # CPU: tiny model and stand-in, 1 2 4 cameras
     python benchmarks/bench_cameras.py --threads 1 --clock cpu --json docs/cameras_cpu_run.json   # on a busy machine
-    python benchmarks/bench_cameras.py --models tiny --device cuda       # on a GPU
+    python benchmarks/bench_cameras.py --models full tiny --device cuda  # on a GPU
 
 For each model (``tiny``: the random-init SAM 3 of the real architecture; ``standin``: the scripted
-network of ``test/standin_network.py``, whose cost is only the host path) and each camera count N,
+network of ``test/standin_network.py``, whose cost is only the host path; ``full``: the full-size
+random-init SAM 3 of ``bench_pipeline.py``, for a GPU) and each camera count N,
 every camera 640x480 with the same concepts (2 text prompts) and N tracks held per camera, it runs:
 
   batched     one process, one pipeline, ``step_cameras`` with all N cameras per step
@@ -77,10 +78,15 @@ def build_pipeline(model: str, device: str, tracks: int):
     from sam3_ros.core.prompts import make_concept
 
     config = holding_tracks(PipelineConfig().updated({"model.device": device, "model.tiny": True}), tracks)
-    if model == "tiny":
+    if model in ("tiny", "full"):
         from sam3_ros.factory import load_pipeline
 
-        pipeline = load_pipeline(config).pipeline
+        loaded = None
+        if model == "full":  # the real architecture and FLOPs, random weights (a GPU's work)
+            from bench_pipeline import full_size_model
+
+            loaded = full_size_model(device, "auto")
+        pipeline = load_pipeline(config, loaded).pipeline
     else:
         sys.path.insert(0, str(REPO / "test"))
         from sam3_ros.model.tiny import byte_level_clip_tokenizer
@@ -97,21 +103,22 @@ def camera_names(count: int) -> list[str]:
 
 
 def rounds_of(pipeline, mode: str, cameras: int):
-    """One round = one frame of every camera: a callable(round index) -> [FrameResult, ...]."""
+    """One round = one frame of every camera: a callable(round index) -> the timings of each step called."""
     from sam3_ros.bench import synthetic_frames
 
     images = synthetic_frames(16, HEIGHT, WIDTH)
     names = camera_names(cameras)
     image = lambda i, cam: images[(i + 5 * cam) % len(images)]  # noqa: E731  each camera its own view
     if mode == "single":
-        return lambda i: [pipeline.step(image(i, 0))]
+        return lambda i: [pipeline.step(image(i, 0)).timings_ms]
     from sam3_ros.core.pipeline import CameraFrame
 
+    def step(i: int, cams: list[int]) -> dict:  # a batched step's results all carry that step's timings
+        results = pipeline.step_cameras({names[c]: CameraFrame(image(i, c)) for c in cams})
+        return next(iter(results.values())).timings_ms
     if mode == "batched":
-        return lambda i: list(pipeline.step_cameras(
-            {name: CameraFrame(image(i, c)) for c, name in enumerate(names)}).values())
-    return lambda i: [r for c, name in enumerate(names)
-                      for r in pipeline.step_cameras({name: CameraFrame(image(i, c))}).values()]
+        return lambda i: [step(i, list(range(cameras)))]
+    return lambda i: [step(i, [c]) for c in range(cameras)]
 
 
 def held_tracks(pipeline, mode: str, cameras: int) -> list[int]:
@@ -142,8 +149,7 @@ def measure(model: str, mode: str, cameras: int, device: str, frames: int, warmu
     stages: dict[str, list[float]] = {}
     wall_start, start = time.time(), clock()
     for i in range(warmup, warmup + frames):
-        results = step_round(i)
-        for stage, ms in _round_stages(results).items():
+        for stage, ms in _summed(step_round(i)).items():
             stages.setdefault(stage, []).append(ms)
     if cuda:
         torch.cuda.synchronize()
@@ -161,13 +167,10 @@ def measure(model: str, mode: str, cameras: int, device: str, frames: int, warmu
     }
 
 
-def _round_stages(results: list) -> dict[str, float]:
-    """Milliseconds per stage over one round. A batched step's results share one step's timings
-    (the same dict), so each distinct timing dict counts once."""
-    distinct = {id(r.timings_ms): r.timings_ms for r in results}.values()
+def _summed(timings: list[dict]) -> dict[str, float]:
     out: dict[str, float] = {}
-    for timings in distinct:
-        for stage, ms in timings.items():
+    for step in timings:
+        for stage, ms in step.items():
             out[stage] = out.get(stage, 0.0) + ms
     return out
 
@@ -231,9 +234,9 @@ def configurations(cameras: int, modes: list[str]) -> list[tuple[str, int, int]]
     """(worker mode, cameras per process, processes) for N cameras."""
     if cameras == 1:
         return [("single", 1, 1)]
-    table = {"batched": ("batched", cameras, 1), "sequential": ("sequential", cameras, 1),
+    table = {"sequential": ("sequential", cameras, 1), "batched": ("batched", cameras, 1),
              "processes": ("single", 1, cameras)}
-    return [table[m] for m in modes]
+    return [config for mode, config in table.items() if mode in modes]  # one camera at a time first: the ratios' base
 
 
 def run_configuration(args, model: str, mode: str, cameras: int, processes: int) -> dict:
@@ -289,10 +292,11 @@ def environment(args) -> dict:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--models", nargs="+", choices=["tiny", "standin"], default=["tiny", "standin"])
+    parser.add_argument("--models", nargs="+", choices=["tiny", "standin", "full"], default=["tiny", "standin"],
+                        help="full: full-size random-init SAM 3 (for a GPU)")
     parser.add_argument("--cameras", nargs="+", type=int, default=[1, 2, 4], help="camera counts")
-    parser.add_argument("--modes", nargs="+", choices=["batched", "sequential", "processes"],
-                        default=["batched", "sequential", "processes"], help="for camera counts above 1")
+    parser.add_argument("--modes", nargs="+", choices=["sequential", "batched", "processes"],
+                        default=["sequential", "batched", "processes"], help="for camera counts above 1")
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
     parser.add_argument("--frames", type=int, default=12, help="measured frames per camera")
     parser.add_argument("--warmup", type=int, default=3, help="rounds before measuring (tracks get born)")
