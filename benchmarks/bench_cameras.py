@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import functools
 import json
 import os
 import platform
@@ -71,6 +72,17 @@ def memory_mib() -> dict:
 
 # -- one process: load a model, step cameras -----------------------------------------------------------
 
+@functools.cache  # once per process (--no-subprocess runs every configuration in one)
+def load_weights(model: str, device: str):
+    from sam3_ros.model.loading import load_tiny
+
+    if model == "full":  # the real architecture and FLOPs, random weights (a GPU's work)
+        from bench_pipeline import full_size_model
+
+        return full_size_model(device, "auto")
+    return load_tiny(device=device)
+
+
 def build_pipeline(model: str, device: str, tracks: int):
     from sam3_ros.bench import holding_tracks
     from sam3_ros.core.config import PipelineConfig
@@ -81,12 +93,7 @@ def build_pipeline(model: str, device: str, tracks: int):
     if model in ("tiny", "full"):
         from sam3_ros.factory import load_pipeline
 
-        loaded = None
-        if model == "full":  # the real architecture and FLOPs, random weights (a GPU's work)
-            from bench_pipeline import full_size_model
-
-            loaded = full_size_model(device, "auto")
-        pipeline = load_pipeline(config, loaded).pipeline
+        pipeline = load_pipeline(config, load_weights(model, device)).pipeline
     else:
         sys.path.insert(0, str(REPO / "test"))
         from sam3_ros.model.tiny import byte_level_clip_tokenizer

@@ -2,6 +2,7 @@
 runs and reports (the figures themselves are the benchmark's business, not a test's)."""
 from __future__ import annotations
 
+import importlib.util
 import json
 import subprocess
 import sys
@@ -16,6 +17,14 @@ pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
 
+@pytest.fixture(scope="module")
+def bench():
+    spec = importlib.util.spec_from_file_location("bench_cameras_under_test", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def _run(tmp_path: Path, *args: str) -> dict:
     out = tmp_path / "cameras.json"
     proc = subprocess.run([sys.executable, str(SCRIPT), "--frames", "1", "--warmup", "1", "--threads", "1",
@@ -27,7 +36,7 @@ def _run(tmp_path: Path, *args: str) -> dict:
 
 
 def test_one_process_batched_and_one_camera_at_a_time(tmp_path):
-    report = _run(tmp_path, "--no-subprocess", "--models", "tiny", "standin", "--cameras", "1", "2")
+    report = _run(tmp_path, "--no-subprocess", "--models", "tiny", "standin", "--cameras", "1", "2")  # one torch import
     rows = [(r["model"], r["cameras"], r["mode"]) for r in report["rows"]]
     assert rows == [(m, n, mode) for m in ("tiny", "standin")
                     for n, mode in ((1, "single"), (2, "sequential"), (2, "batched"))]
@@ -41,11 +50,25 @@ def test_one_process_batched_and_one_camera_at_a_time(tmp_path):
     assert report["environment"]["separate_processes"] is False
 
 
-def test_separate_processes_are_started_together_and_their_memory_summed(tmp_path):
-    report = _run(tmp_path, "--models", "standin", "--cameras", "2", "--modes", "processes")
+def test_a_worker_process_warms_up_then_waits_for_go(tmp_path):
+    report = _run(tmp_path, "--models", "standin", "--cameras", "1")
     (row,) = report["rows"]
-    assert (row["cameras"], row["mode"], row["processes"], row["frames"]) == (2, "processes", 2, 2)
-    parts = row["per_process"]
-    assert row["peak_rss_mib"] == pytest.approx(sum(p["memory_mib"]["end"]["peak_rss_mib"] for p in parts))
-    # every worker had warmed up before any started measuring (each waits for "go")
-    assert max(p["ready_at"] for p in parts) <= min(p["wall_start"] for p in parts)
+    assert (row["cameras"], row["mode"], row["processes"], row["frames"]) == (1, "single", 1, 1)
+    (part,) = row["per_process"]
+    assert part["ready_at"] <= part["wall_start"] < part["wall_end"]
+    assert part["memory_mib"]["torch"]["rss_mib"] < part["memory_mib"]["model"]["rss_mib"]
+    assert report["environment"]["separate_processes"] is True
+
+
+def test_separate_processes_sum_memory_and_count_frames_over_their_joint_window(bench):
+    def part(start, end, peak):
+        return {"model": "tiny", "mode": "single", "device": "cpu", "clock": "wall", "torch_threads": 1,
+                "cameras": 1, "frames": 10, "seconds": end - start, "wall_start": start, "wall_end": end,
+                "round_stage_ms": {}, "memory_mib": {k: {"rss_mib": peak, "peak_rss_mib": peak, "pss_mib": peak / 2}
+                                                     for k in ("torch", "model", "end")}}
+    row = bench.combine([part(100.0, 102.0, 800.0), part(101.0, 104.0, 900.0)])
+    assert (row["cameras"], row["processes"], row["frames"]) == (2, 2, 20)
+    assert row["fps"] == pytest.approx(20 / 4.0)  # from the first start to the last end
+    assert (row["peak_rss_mib"], row["pss_mib"]) == (1700.0, 850.0)
+    cpu = bench.combine([{**part(100.0, 102.0, 800.0), "clock": "cpu"}, {**part(101.0, 104.0, 900.0), "clock": "cpu"}])
+    assert cpu["fps"] == pytest.approx(20 / 5.0)  # CPU seconds add up
