@@ -17,6 +17,7 @@ from .core.config import load_config
 from .core.prompts import ExemplarBox, PromptError, make_concept
 from .backends.engine_cache import EngineCacheError
 from .backends.manifest import ExportedModelError
+from .io.camera_topics import camera_topics
 from .io.sources import SourceError
 from .model.loading import CheckpointError
 from .stop_signals import SIGNALS, Interrupted, StopSignals
@@ -65,8 +66,10 @@ def _parser() -> argparse.ArgumentParser:
                         help="many recordings, on Ray: a folder of them, or a manifest (one PATH [IMAGE_TOPIC] a line)")
     run.add_argument("--output", required=True, help="output directory (results.mcap, results.json, overlay.mp4; "
                                                      "with --inputs one folder per input and summary.json)")
-    run.add_argument("--image-topic", help="image topic to read from a rosbag2 (with --inputs: of every rosbag2 "
-                                           "whose manifest line names none)")
+    run.add_argument("--image-topic", action="append", default=[], metavar="[NAME=]TOPIC",
+                     help="image topic to read from a rosbag2 (with --inputs: of every rosbag2 whose manifest line "
+                          "names none); give it once per camera to run several cameras of one rosbag2 through one "
+                          "model, each named NAME or after its topic's namespace (/head/image: head)")
     _add_prompt_args(run)
     _add_model_args(run)
     run.add_argument("--max-frames", type=POSITIVE_INT, metavar="N", help="stop after this many frames")
@@ -252,16 +255,19 @@ def _run(args: argparse.Namespace) -> int:
         raise ValueError("--workers and --ray-address go with --inputs (many recordings on Ray)")
     concepts = parse_concepts(args.prompt, args.box)
     config = _config_from(args)
+    cameras = camera_topics(args.image_topic)
+    image_topic = None if cameras else next(iter(args.image_topic), None)
     # Inputs, output folder and boxes are checked before the model loads (3.4 GB for the real one).
-    concepts = check_run(args.input, args.output, concepts, args.image_topic, start_ns=args.start_time,
-                         on_warning=lambda note: print(f"warning: {note}", file=sys.stderr))
+    concepts = check_run(args.input, args.output, concepts, image_topic, start_ns=args.start_time,
+                         on_warning=lambda note: print(f"warning: {note}", file=sys.stderr), cameras=cameras)
     loaded = _loading(load_pipeline, config)
     _announce(loaded)
     with args.stop_signals.deferred():  # a signal stops the run between frames, every file closed
         summary = run_offline(loaded.pipeline, concepts, args.input, args.output,
-                              image_topic=args.image_topic, max_frames=args.max_frames, overlay=not args.no_overlay,
+                              image_topic=image_topic, max_frames=args.max_frames, overlay=not args.no_overlay,
                               progress=not args.no_progress, model_description=loaded.description,
-                              start_ns=args.start_time, on_frame=lambda _: args.stop_signals.check())
+                              start_ns=args.start_time, on_frame=lambda _: args.stop_signals.check(),
+                              cameras=cameras)
     print(summary.describe())
     for warning in dict.fromkeys(summary.warnings):
         print(f"warning: {warning}", file=sys.stderr)
@@ -274,9 +280,12 @@ def _run_fleet(args: argparse.Namespace) -> int:
 
     if args.start_time is not None:
         raise ValueError("--start-time goes with --input (one recording); with --inputs each video starts at 0")
+    if camera_topics(args.image_topic):
+        raise ValueError("with --inputs, give one --image-topic TOPIC (several cameras of one rosbag2 go with "
+                         "--input; a manifest line per topic labels each camera on its own)")
     concepts = parse_concepts(args.prompt, args.box)
     config = _config_from(args)
-    inputs = discover_inputs(args.inputs, args.image_topic, exclude=args.output)
+    inputs = discover_inputs(args.inputs, next(iter(args.image_topic), None), exclude=args.output)
     import_ray()  # says how to install it, before anything starts
     request = {"inputs": args.inputs, "output": args.output, "argv": sys.argv[1:]}
     job = FleetJob(config, concepts, inputs, args.output, max_frames=args.max_frames, overlay=not args.no_overlay,

@@ -24,8 +24,14 @@ from .ros_types import RosbagsTypes
 
 _log = logging.getLogger(__name__)
 
-INSTANCES_TOPIC = "/sam3/instances"
-DETECTIONS_TOPIC = "/sam3/detections"
+
+def result_topic(name: str, camera: str = "") -> str:
+    """A bag topic of results: /sam3/instances, or /sam3/NAME/instances for camera NAME."""
+    return "/".join(("/sam3", *([camera] if camera else []), name))
+
+
+INSTANCES_TOPIC = result_topic("instances")
+DETECTIONS_TOPIC = result_topic("detections")
 
 _Self = TypeVar("_Self", bound="_ResultsFile")
 
@@ -48,12 +54,13 @@ class _ResultsFile(abc.ABC):
 class McapResultsWriter(_ResultsFile):
     """A rosbag2 bag (MCAP storage) with one InstanceArray and one Detection2DArray per frame.
 
-    Messages are logged at the frame's stamp. The bag stores each topic's full message
-    definition (with every nested type) and RIHS01 type hash, so custom types are readable
+    Messages are logged at the frame's stamp, on each camera's topics (``result_topic``; the
+    single camera "" has /sam3/instances and /sam3/detections). The bag stores each topic's full
+    message definition (with every nested type) and RIHS01 type hash, so custom types are readable
     without sam3_ros installed; ``ros2 bag play`` still needs the interfaces built to publish.
     """
 
-    def __init__(self, path: str | Path, frame_id: str = "camera"):
+    def __init__(self, path: str | Path, frame_id: str = "camera", cameras: Sequence[str] = ("",)):
         self.path = Path(path)
         if self.path.exists():
             raise FileExistsError(f"{self.path} exists; a rosbag2 bag is never overwritten")
@@ -63,21 +70,24 @@ class McapResultsWriter(_ResultsFile):
                                              storage_plugin=StoragePlugin.MCAP)
         self._writer.open()
         convert: dict[str, tuple[str, Callable[..., Any]]] = {
-            INSTANCES_TOPIC: ("sam3_ros_interfaces/msg/InstanceArray", messages.instance_array),
-            DETECTIONS_TOPIC: ("vision_msgs/msg/Detection2DArray", messages.detection2d_array),
+            "instances": ("sam3_ros_interfaces/msg/InstanceArray", messages.instance_array),
+            "detections": ("vision_msgs/msg/Detection2DArray", messages.detection2d_array),
         }
-        self._topics = [
-            (self._writer.add_connection(topic, msgtype, typestore=self._types.store), to_msg)
-            for topic, (msgtype, to_msg) in convert.items()
-        ]
+        self._topics = {camera: [
+            (self._writer.add_connection(result_topic(name, camera), msgtype, typestore=self._types.store), to_msg)
+            for name, (msgtype, to_msg) in convert.items()
+        ] for camera in cameras}
 
     def write(self, result: FrameResult) -> None:
+        """Write a frame's results on its camera's topics, with ``frame_id`` in the headers."""
         if self._writer is None:
             raise ValueError(f"{self.path} is closed")
         if result.stamp_ns is None:
             raise ValueError(f"frame {result.frame_index} has no stamp_ns; bag messages need one")
+        if result.camera not in self._topics:
+            raise ValueError(f"{self.path} has no topics for camera {result.camera!r}")
         header = messages.header(result.stamp_ns, self.frame_id, self._types)
-        for connection, to_msg in self._topics:
+        for connection, to_msg in self._topics[result.camera]:
             data = self._types.store.serialize_cdr(to_msg(result, header, self._types), connection.msgtype)
             self._writer.write(connection, result.stamp_ns, data)
 
