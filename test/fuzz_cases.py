@@ -280,7 +280,7 @@ def _concept(types, c: dict):
     return types.new("sam3_ros_interfaces/msg/Concept", id=c["id"], text=c["text"],
                      exemplar_boxes=[_bbox(types, b) for b in c["boxes"]],
                      exemplar_positive=types.sequence(np.array(c["positive"], dtype=bool)),
-                     score_threshold=c["threshold"])
+                     score_threshold=c["threshold"], camera="")
 
 
 def build_request(types, case: Case):

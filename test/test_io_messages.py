@@ -288,7 +288,7 @@ def test_concept_inside_a_service_request():
 
 def concept_fields(**changes):
     fields = dict(id="", text="person", exemplar_boxes=[], exemplar_positive=np.zeros(0, bool),
-                  score_threshold=0.0)
+                  score_threshold=0.0, camera="")
     return TYPES.new("sam3_ros_interfaces/msg/Concept", **{**fields, **changes})
 
 

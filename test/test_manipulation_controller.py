@@ -14,8 +14,8 @@ class Goal:
 
     def __init__(self, text, min_score=0.0, timeout_s=5.0, stable_frames=2, keep_concept=False):
         self.concept = T.new("sam3_ros_interfaces/msg/Concept", id="", text=text, exemplar_boxes=[],
-                             exemplar_positive=T.sequence(np.zeros(0, bool)), score_threshold=0.0)
-        self.min_score, self.timeout_s = min_score, timeout_s
+                             exemplar_positive=T.sequence(np.zeros(0, bool)), score_threshold=0.0, camera="")
+        self.min_score, self.timeout_s, self.camera = min_score, timeout_s, ""
         self.stable_frames, self.keep_concept = stable_frames, keep_concept
 
 
@@ -53,7 +53,7 @@ def test_focus_publishes_pose_mask_and_status_then_loss():
     core, scene = scripted_core([ScriptedObject("box", static(4, 4, 20, 20))], camera_info_topic="info",
                                 depth_topic="depth")
     track = frame_with_depth(core, scene, 10**9).result.instances[0].track_id
-    assert core.set_focus(type("Request", (), {"track_id": track})())["success"]
+    assert core.set_focus(type("Request", (), {"track_id": track, "camera": ""})())["success"]
     out = frame_with_depth(core, scene, 2 * 10**9)
     assert out.focus_status.status == FocusState.VISIBLE and out.focus_pose.pose.position.z == pytest.approx(2.0)
     assert np.count_nonzero(np.asarray(out.focus_mask.data)) == 16 * 16

@@ -37,10 +37,11 @@ def roundtrip(msg, msgtype):
     return store.deserialize_cdr(store.serialize_cdr(msg, msgtype), msgtype)
 
 
-def concept(text="", cid="", boxes=(), positive=(), threshold=0.0):
+def concept(text="", cid="", boxes=(), positive=(), threshold=0.0, camera=""):
     bboxes = [messages._bbox2d(b, T) for b in boxes]
     return T.new(f"{PKG}/msg/Concept", id=cid, text=text, exemplar_boxes=bboxes,
-                 exemplar_positive=T.sequence(np.array(positive, dtype=bool)), score_threshold=threshold)
+                 exemplar_positive=T.sequence(np.array(positive, dtype=bool)), score_threshold=threshold,
+                 camera=camera)
 
 
 def request(service, **fields):

@@ -83,6 +83,7 @@ def _instance(inst: Instance, types: MessageTypes) -> Any:
     return types.new(
         "sam3_ros_interfaces/msg/Instance",
         track_id=inst.track_id,
+        camera=inst.camera,
         concept_id=inst.concept_id,
         label=inst.label,
         score=float(inst.score),
@@ -107,6 +108,7 @@ def concept_msg(concept: Concept, types: MessageTypes) -> Any:
         exemplar_boxes=[_bbox2d(box.as_tuple(), types) for box in concept.exemplars],
         exemplar_positive=types.sequence(np.array([box.positive for box in concept.exemplars], dtype=bool)),
         score_threshold=float(concept.score_threshold or 0.0),
+        camera=concept.camera,
     )
 
 
@@ -114,7 +116,8 @@ def concept_from_msg(msg: Any, image_size: tuple[int, int] | None = None) -> Con
     """A validated Concept from sam3_ros_interfaces/Concept (PromptError says what is wrong).
 
     Empty ``exemplar_positive`` means every box is positive; a threshold of 0 means the
-    default. ``image_size`` (height, width) checks and clips boxes to the image they refer to.
+    default. ``image_size`` (height, width) checks and clips boxes to the image they refer to (the image of
+    the concept's ``camera``).
     The float32 threshold is rounded to 6 decimals so 0.3 stays 0.3.
     """
     boxes = list(msg.exemplar_boxes)
@@ -126,7 +129,7 @@ def concept_from_msg(msg: Any, image_size: tuple[int, int] | None = None) -> Con
     exemplars = [ExemplarBox(*_xyxy(box, msg.id, i), positive=flag)
                  for i, (box, flag) in enumerate(zip(boxes, positive))]
     threshold = round(float(msg.score_threshold), 6)
-    concept = make_concept(msg.id, msg.text, exemplars, None if threshold == 0 else threshold)
+    concept = make_concept(msg.id, msg.text, exemplars, None if threshold == 0 else threshold, msg.camera)
     return validate_concept(concept, image_size) if image_size is not None else concept
 
 
@@ -249,12 +252,18 @@ def text_scale(inst: Instance) -> tuple[float, float, float]:
 def diagnostics(header_msg: Any, name: str, hardware_id: str, values: Mapping[str, Any], level: int,
                 message: str, types: MessageTypes) -> Any:
     """diagnostic_msgs/DiagnosticArray with one status; floats are shown with 3 decimals."""
+    return diagnostic_array(header_msg, [diagnostic_status(name, hardware_id, values, level, message, types)], types)
+
+
+def diagnostic_status(name: str, hardware_id: str, values: Mapping[str, Any], level: int, message: str,
+                      types: MessageTypes) -> Any:
+    """diagnostic_msgs/DiagnosticStatus; floats are shown with 3 decimals."""
     key_values = [
         types.new("diagnostic_msgs/msg/KeyValue", key=str(key),
                   value=f"{value:.3f}" if isinstance(value, float) else str(value))
         for key, value in values.items()
     ]
-    status = types.new(
+    return types.new(
         "diagnostic_msgs/msg/DiagnosticStatus",
         level=types.byte(int(level)),
         name=name,
@@ -262,7 +271,10 @@ def diagnostics(header_msg: Any, name: str, hardware_id: str, values: Mapping[st
         hardware_id=hardware_id,
         values=key_values,
     )
-    return types.new("diagnostic_msgs/msg/DiagnosticArray", header=header_msg, status=[status])
+
+
+def diagnostic_array(header_msg: Any, statuses: list, types: MessageTypes) -> Any:
+    return types.new("diagnostic_msgs/msg/DiagnosticArray", header=header_msg, status=statuses)
 
 
 # -- manipulation: oriented boxes, point clouds, focus, find ----------------------------------------

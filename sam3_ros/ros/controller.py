@@ -1,8 +1,15 @@
 """Everything the ROS node does, as plain Python over the core (no rclpy here).
 
 ``NodeCore`` owns the concepts (kept and validated even before the model has loaded), the
-model's life cycle, the latest-frame mailbox, frame processing into ready-to-publish messages,
-the prompt-service handlers and the diagnostics. ``node.py`` only wires it to rclpy.
+model's life cycle, one ``CameraSession`` per camera (camera_session.py: inputs, counters,
+3D, messages) around the one shared pipeline, the worker's step, the prompt-service handlers,
+find, focus and the diagnostics roll-up. ``node.py`` only wires it to rclpy.
+
+Scheduling (``process_step``): each step takes the newest frame of every camera that has one and
+runs them through the model together (``Sam3Pipeline.step_cameras``). A frame from any camera
+wakes the worker; a silent camera is never waited for. Every camera with a pending frame is in
+the next step, so a frame waits at most for the step in flight, and a fast camera cannot starve
+a slow one: it only replaces its own older frame (counted as dropped).
 """
 from __future__ import annotations
 
@@ -12,35 +19,29 @@ import logging
 import threading
 import time
 from collections import deque
-from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import numpy as np
 
 from ..core.config import PipelineConfig
-from ..core.depth import mask_points, position_of_points, transform_points
-from ..core.image_encoding import UnsupportedImage, compressed_to_rgb, depth_to_metres, image_to_rgb
-from ..core.pipeline import RefineRequest, Sam3Pipeline
-from ..core.point_cloud import instance_cloud
+from ..core.pipeline import CameraFrame, RefineRequest, Sam3Pipeline
 from ..core.prompts import Concept, PromptError, make_concept
 from ..core.results import FrameResult
 from ..factory import LoadedPipeline
 from ..io import messages
-from ..io.overlay import draw_overlay
 from ..io.ros_types import MessageTypes
+from .camera_session import (STAGE_WINDOW, CameraInput, CameraSession, Counters, DecodedFrame, FrameOutputs,
+                             LatestFrames, ThrottledLog, TransformLookup, header_stamp_ns, mean)
 from .find import FindGoal, FindOutcome, FindProgress, FindReason, FindSession
 from .focus import Focus
 from .params import NodeParams
-from .stamp_sync import StampSynchronizer
 
 log = logging.getLogger(__name__)
 
-STAGE_WINDOW = 30          # frames averaged for FPS and stage latencies
-ERROR_LOG_PERIOD_S = 5.0   # throttle for repeated input errors
 MAX_CONCEPTS = 100         # more would stall every frame (thousands used to take the node's memory)
+STAGES = ("preprocess", "vision", "detector", "tracker", "association", "memory", "postprocess", "total")
 
-# (target_frame, source_frame, stamp_ns) -> (3x3 rotation, 3-vector translation), or raises LookupError.
-TransformLookup = Callable[[str, str, int], tuple[np.ndarray, np.ndarray]]
+__all__ = ["NodeCore", "NodeState", "CameraInput", "FrameOutputs", "Counters", "header_stamp_ns"]
 
 
 class NodeState(enum.Enum):
@@ -51,75 +52,11 @@ class NodeState(enum.Enum):
     FAILED = "failed"
 
 
-@dataclass
-class CameraInput:
-    image: Any
-    info: Any = None
-    depth: Any = None
-    received_ns: int = 0
-
-
-@dataclass
-class FrameOutputs:
-    """Messages to publish for one frame; None means "do not publish"."""
-
-    result: FrameResult
-    instances: Any
-    detections: Any
-    detections_3d: Any = None
-    id_image: Any = None
-    label_info: Any = None
-    overlay: Any = None
-    markers: Any = None
-    instance_points: Any = None
-    focus_pose: Any = None
-    focus_mask: Any = None
-    focus_status: Any = None
-
-
-class LatestFrame:
-    """A one-slot mailbox: a new frame replaces an unprocessed one, which counts as dropped."""
-
-    def __init__(self) -> None:
-        self._item: CameraInput | None = None
-        self._ready = threading.Condition()
-
-    def put(self, item: CameraInput) -> bool:
-        with self._ready:
-            replaced = self._item is not None
-            self._item = item
-            self._ready.notify()
-            return replaced
-
-    def take(self, timeout_s: float) -> CameraInput | None:
-        with self._ready:
-            if self._item is None:
-                self._ready.wait(timeout_s)
-            item, self._item = self._item, None
-            return item
-
-    def clear(self) -> None:
-        with self._ready:
-            self._item = None
-
-
-@dataclass
-class Counters:
-    received: int = 0
-    processed: int = 0
-    dropped: int = 0        # replaced in the mailbox before their turn
-    stale: int = 0          # older than max_frame_age_s when their turn came
-    bad_images: int = 0     # unsupported encoding, empty, corrupt
-    failed_frames: int = 0  # the pipeline, 3D or message building raised
-    time_resets: int = 0    # camera clock went backwards (restart, bag loop): tracks reset
-    last_image_ns: int | None = None      # last frame handed to the mailbox (image + partners)
-    last_raw_image_ns: int | None = None  # last image received, paired or not
-    stage_ms: deque = field(default_factory=lambda: deque(maxlen=STAGE_WINDOW))
-    done_ns: deque = field(default_factory=lambda: deque(maxlen=STAGE_WINDOW))
-    latency_ms: deque = field(default_factory=lambda: deque(maxlen=STAGE_WINDOW))
-
-
 class NodeCore:
+    """The node without rclpy: shared state (pipeline, concepts, lifecycle, focus, finds) and one
+    ``CameraSession`` per camera in ``sessions`` (name -> session, in ``cameras`` order; the single
+    camera "" when ``cameras`` is empty)."""
+
     def __init__(self, params: NodeParams, config: PipelineConfig, types: MessageTypes,
                  pipeline_factory: Callable[[PipelineConfig], LoadedPipeline],
                  now_ns: Callable[[], int] = time.time_ns, lookup_transform: TransformLookup | None = None):
@@ -133,24 +70,55 @@ class NodeCore:
         self.failure = ""
         self.pipeline: Sam3Pipeline | None = None
         self.model: LoadedPipeline | None = None
-        self.counters = Counters()
-        self.mailbox = LatestFrame()
+        self.mailbox = LatestFrames()
+        self.sessions: dict[str, CameraSession] = {}
+        self._make_sessions()
         self._lock = threading.Lock()
         self._concepts: list[Concept] = _initial_concepts(params.prompts)
-        self._last_stamp_ns: int | None = None
-        self._last_labels: dict[int, str] | None = None
-        self._last_error_log: dict[str, float] = {}
-        self._image_size: tuple[int, int] | None = None
-        self._sync: StampSynchronizer | None = None
-        # Input role ("image", "camera_info", "depth") -> the topic name as the node resolved it
-        # (namespace and remapping applied); diagnostics name these. Set by the node on activate.
-        self.topic_names: dict[str, str] = {}
-        # Whether an optional output (a FrameOutputs field) has a subscriber; the node asks its
-        # publishers. Outputs nobody subscribes to are not built.
-        self.subscribed: Callable[[str], bool] = lambda output: True
+        self._step_ms: deque = deque(maxlen=STAGE_WINDOW)  # stage timings of recent steps
+        self._log = ThrottledLog()
         self.focus = Focus()
         self._finds: list[FindSession] = []
         self._find_count = 0
+
+    def _make_sessions(self) -> None:
+        """One session per camera of the parameters; a camera that stays keeps its counters."""
+        old = self.sessions
+        self.sessions = {
+            s.name: CameraSession(s, self.params, self.types, self.mailbox, self._now_ns,
+                                  lambda: self._lookup_transform, counters=old[s.name].counters if s.name in old else None)
+            for s in self.params.camera_settings()}
+
+    # -- the single camera (cameras empty) or the first one: today's API -----------------------------------
+    @property
+    def first(self) -> CameraSession:
+        return next(iter(self.sessions.values()))
+
+    @property
+    def counters(self) -> Counters:
+        """The first camera's counters (the only camera's when ``cameras`` is empty)."""
+        return self.first.counters
+
+    @property
+    def topic_names(self) -> dict[str, str]:
+        return self.first.topic_names
+
+    @property
+    def subscribed(self) -> Callable[[str], bool]:
+        return self.first.subscribed
+
+    @subscribed.setter
+    def subscribed(self, wanted: Callable[[str], bool]) -> None:
+        """The same subscriber test for every camera (per camera: set ``sessions[name].subscribed``)."""
+        for session in self.sessions.values():
+            session.subscribed = wanted
+
+    def camera_callbacks(self) -> list[Callable[[Any], None]]:
+        return self.first.callbacks()
+
+    def on_camera(self, image, info=None, depth=None) -> None:
+        """The first camera's subscription callback (each session has its own: ``sessions[name].on_camera``)."""
+        self.first.on_camera(image, info, depth)
 
     # -- life cycle ------------------------------------------------------------------------------------
     def update_parameters(self, params: NodeParams, config: PipelineConfig) -> None:
@@ -160,7 +128,9 @@ class NodeCore:
         self.params, self.config = params, config
 
     def configure(self) -> None:
-        """Load the model and warm it up; on failure the node stays unconfigured with the reason."""
+        """Load the model and warm it up; on failure the node stays unconfigured with the reason. The cameras
+        are (re)made from the parameters here."""
+        self._make_sessions()
         self.state = NodeState.LOADING
         try:
             self.model = self._factory(self.config)
@@ -183,13 +153,14 @@ class NodeCore:
             raise RuntimeError(f"cannot activate from {self.state.value}")
         if self.params.offload_on_deactivate and self.model is not None:
             self.model.restore()
-        self.counters.last_image_ns = None
+        for session in self.sessions.values():
+            session.start()
         self.state = NodeState.ACTIVE
 
     def deactivate(self) -> None:
         """Stop taking frames and free GPU memory: tracks end, caches go, weights move to the host."""
         self.state = NodeState.INACTIVE
-        self.mailbox.clear()
+        self._stop_sessions()
         self._stop_finds("deactivated")
         if self.pipeline is not None:
             self.pipeline.release_state()
@@ -198,19 +169,25 @@ class NodeCore:
         _empty_cuda_cache()
 
     def cleanup(self) -> None:
-        self.mailbox.clear()
+        self._stop_sessions()
         self._stop_finds("cleaned up")
         self.pipeline, self.model = None, None
-        self._last_labels = None  # the next configure's latched label_info publisher starts empty
+        for session in self.sessions.values():
+            session.forget_labels()
         _empty_cuda_cache()
         self.state = NodeState.UNCONFIGURED
+
+    def _stop_sessions(self) -> None:
+        for session in self.sessions.values():
+            session.stop()
+        self.mailbox.clear()
 
     def _warmed_up(self, pipeline: Sam3Pipeline) -> Sam3Pipeline:
         """Run a few frames through the model, then start afresh so no warm-up track or ID leaks out."""
         pipeline.set_concepts([make_concept("warmup", "object")])
         image = np.zeros((64, 64, 3), dtype=np.uint8)
         for _ in range(self.params.warmup_frames):
-            pipeline.step(image)
+            pipeline.step_cameras({name: CameraFrame(image) for name in self.sessions})
         return Sam3Pipeline(pipeline.components, pipeline.tokenizer, pipeline.config)
 
     # -- prompt services: request message in, response fields out -------------------------------------
@@ -240,7 +217,7 @@ class NodeCore:
     def reset_tracks(self, request=None) -> dict:
         if self.pipeline is None:
             return self._response(False, f"no tracks to reset: the model is {self.state.value}")
-        self.pipeline.request_reset()
+        self.pipeline.request_reset()  # every camera's
         return self._response(True, "all tracks end on the next frame; new tracks get new IDs")
 
     def refine_track(self, request) -> dict:
@@ -270,7 +247,16 @@ class NodeCore:
         return self._response(True, done.format(n=len(concepts)) + note)
 
     def _parse(self, msg) -> Concept:
-        return messages.concept_from_msg(msg, self._image_size)
+        """A Concept from its message; exemplar boxes are checked against its camera's last image."""
+        return messages.concept_from_msg(msg, self._camera(msg.camera or "", "concept").image_size)
+
+    def _camera(self, name: str, what: str) -> CameraSession:
+        """The session a request names ("": the first camera), or PromptError naming the cameras."""
+        session = self.sessions.get(name) if name else self.first
+        if session is None:
+            raise PromptError(f"{what} names camera {name!r}, which is not one of the node's cameras "
+                              f"{list(self.sessions)}")
+        return session
 
     def _parse_all(self, msgs) -> list[Concept]:
         concepts = [self._parse(m) for m in msgs]
@@ -287,157 +273,64 @@ class NodeCore:
         return list(self._concepts)
 
     # -- frames ------------------------------------------------------------------------------------------------
-    def camera_callbacks(self) -> list[Callable[[Any], None]]:
-        """Subscription callbacks for the image, then camera info and depth when their topics are set.
-        With more than one input, messages are paired by stamp before they reach ``on_camera``."""
-        p = self.params
-        roles = ["image"] + ["camera_info"] * bool(p.camera_info_topic) + ["depth"] * bool(p.depth_topic)
-        if len(roles) == 1:
-            self._sync = None
-            return [self._on_raw_image(self.on_camera)]
-
-        def paired(image, *partners):
-            parts = dict(zip(roles[1:], partners))
-            self.on_camera(image, parts.get("camera_info"), parts.get("depth"))
-        self._sync = StampSynchronizer(len(roles), int(p.sync_slop_s * 1e9), p.queue_depth, paired)
-        image, *others = [self._sync.callback(i, header_stamp_ns) for i in range(len(roles))]
-        return [self._on_raw_image(image), *others]
-
-    def _on_raw_image(self, callback: Callable[[Any], None]) -> Callable[[Any], None]:
-        def on_image(message) -> None:
-            self.counters.last_raw_image_ns = self._now_ns()
-            callback(message)
-        return on_image
-
-    def on_camera(self, image, info=None, depth=None) -> None:
-        """Subscription callback: keep only the newest frame."""
-        if self.state != NodeState.ACTIVE:
-            return
-        self.counters.received += 1
-        self.counters.last_image_ns = self._now_ns()
-        if self.mailbox.put(CameraInput(image, info, depth, self.counters.last_image_ns)):
-            self.counters.dropped += 1
+    def process_step(self, timeout_s: float = 0.1) -> dict[str, FrameOutputs]:
+        """Worker loop body: one step over the newest frame of every camera that has one (waiting up to
+        ``timeout_s`` for the first); camera -> its outputs. Never raises for bad input: a failure is
+        counted on the cameras it touched."""
+        items = self.mailbox.take_all(timeout_s)
+        if not items or self.pipeline is None or self.state != NodeState.ACTIVE:
+            return {}
+        frames = {name: frame for name, item in items.items()
+                  if name in self.sessions and (frame := self.sessions[name].decode(item)) is not None}
+        if not frames:
+            return {}
+        try:
+            for name in (name for name, frame in frames.items() if frame.restarted):
+                self.pipeline.request_reset(name)
+            results = self.pipeline.step_cameras({name: CameraFrame(f.rgb, f.stamp_ns) for name, f in frames.items()})
+        except Exception as err:  # whatever a step raises is counted and logged, never lost silently
+            for name in frames:
+                self.sessions[name].failed(err)
+            return {}
+        self._step_ms.append(next(iter(results.values())).timings_ms)
+        outputs = {}
+        for name, result in results.items():
+            session = self.sessions[name]
+            try:
+                outputs[name] = self._camera_outputs(session, frames[name], result)
+            except Exception as err:  # one camera's 3D or messages failing leaves the others' outputs
+                session.failed(err)
+        return outputs
 
     def process_next(self, timeout_s: float = 0.1) -> FrameOutputs | None:
-        """Worker loop body: process the newest frame, if any. Never raises for bad input."""
-        item = self.mailbox.take(timeout_s)
-        if item is None or self.pipeline is None or self.state != NodeState.ACTIVE:
-            return None
-        try:
-            return self._process(item)
-        except Exception as err:  # whatever a frame raises is counted and logged, never lost silently
-            self.counters.failed_frames += 1
-            self._throttled_error("pipeline", f"frame failed: {type(err).__name__}: {err}")
-            return None
+        """``process_step`` for a node with one camera: its outputs, or None."""
+        if len(self.sessions) > 1:
+            raise RuntimeError(f"{len(self.sessions)} cameras: use process_step")
+        return self.process_step(timeout_s).get(self.first.name)
 
-    def _process(self, item: CameraInput) -> FrameOutputs | None:
-        if self.params.max_frame_age_s > 0:
-            age_s = (self._now_ns() - _stamp_ns(item.image.header)) / 1e9
-            if age_s > self.params.max_frame_age_s:
-                self.counters.stale += 1
-                return None
-        try:
-            rgb = _to_rgb(item.image)
-        except UnsupportedImage as err:
-            self.counters.bad_images += 1
-            self._throttled_error("image", f"dropping image: {err}")
-            return None
-        stamp = _stamp_ns(item.image.header)
-        if self._last_stamp_ns is not None and stamp < self._last_stamp_ns:
-            self.counters.time_resets += 1
-            log.info("image stamps went backwards (camera restart or bag loop): resetting tracks")
-            self.pipeline.request_reset()
-        self._last_stamp_ns = stamp
-        self._image_size = rgb.shape[:2]
-        result = self.pipeline.step(rgb, stamp_ns=stamp)
+    def _camera_outputs(self, session: CameraSession, frame: DecodedFrame, result: FrameResult) -> FrameOutputs:
+        """One camera's stages after the model: 3D, find, messages, focus."""
+        item = frame.item
         points: dict[int, np.ndarray] = {}
         if item.depth is not None:
-            result, points = self._with_positions(result, item)
-        for session in list(self._finds):
-            session.on_frame(result)
-        outputs = self._outputs(result, rgb, item, points)
-        self._count(result, item.received_ns)  # last: a frame that raised above counts as failed only
+            result, points = session.with_positions(result, item)
+        for find in list(self._finds):
+            find.on_frame(result)
+        outputs = session.outputs(result, frame.rgb, item, points)
+        self._focus_outputs(session, result, outputs)
+        session.count(result, item.received_ns)  # last: a frame that raised above counts as failed only
         return outputs
 
-    def _with_positions(self, result: FrameResult, item: CameraInput) -> tuple[FrameResult, dict[int, np.ndarray]]:
-        """Instances with 3D positions, and each located instance's points (in the positions' frame)."""
-        try:
-            depth = depth_to_metres(item.depth.height, item.depth.width, item.depth.encoding, item.depth.step,
-                                    item.depth.data, item.depth.is_bigendian)
-        except UnsupportedImage as err:
-            self._throttled_error("depth", f"ignoring depth: {err}")
-            return result, {}
-        fx, _, cx, _, fy, cy = (float(v) for v in list(item.info.k)[:6]) if item.info is not None and \
-            len(item.info.k) == 9 else (0.0,) * 6
-        if not (np.isfinite([fx, fy, cx, cy]).all() and fx > 0 and fy > 0):  # NaN K used to raise in the 3D fit
-            self._throttled_error("info", "depth without a valid camera_info (K missing, zero or not finite): no 3D")
-            return result, {}
-        frame_id = item.depth.header.frame_id or item.image.header.frame_id
-        transform = self._transform(frame_id, _stamp_ns(item.image.header))
-        if transform is not None:
-            frame_id = self.params.target_frame
-        instances, points_by_track = [], {}
-        for inst in result.instances:
-            points = mask_points(inst.mask, depth, fx, fy, cx, cy)
-            position = None
-            if points is not None:
-                points = transform_points(points, *transform) if transform is not None else points
-                points_by_track[inst.track_id] = points
-                position = position_of_points(points, frame_id)
-            instances.append(dataclasses.replace(inst, position_3d=position))
-        return dataclasses.replace(result, instances=instances), points_by_track
-
-    def _transform(self, source_frame: str, stamp_ns: int):
-        target = self.params.target_frame
-        if not target or target == source_frame or self._lookup_transform is None:
-            return None
-        try:
-            return self._lookup_transform(target, source_frame, stamp_ns)
-        except LookupError as err:
-            self._throttled_error("tf", f"no transform {source_frame} -> {target} ({err}); 3D stays in {source_frame}")
-            return None
-
-    def _outputs(self, result: FrameResult, rgb: np.ndarray, item: CameraInput,
-                 points: dict[int, np.ndarray]) -> FrameOutputs:
-        types, p = self.types, self.params
-        header = _input_stamped(item, item.image.header.frame_id, types)
-        outputs = FrameOutputs(
-            result=result,
-            instances=messages.instance_array(result, header, types),
-            detections=messages.detection2d_array(result, header, types),
-        )
-        if item.depth is not None:
-            outputs.detections_3d = messages.detection3d_array(result, header, types)
-        wanted = self.subscribed
-        if p.publish_id_image:
-            if wanted("id_image"):
-                outputs.id_image = messages.instance_id_image(result, header, types)
-            labels = {inst.track_id: inst.label for inst in result.instances}
-            if labels != self._last_labels:  # latched: built on every change, subscribers or not
-                outputs.label_info = messages.label_info(labels, header, types)
-                self._last_labels = labels
-        if p.publish_overlay and wanted("overlay"):
-            outputs.overlay = messages.overlay_image(draw_overlay(rgb, result), header, types)
-        if p.publish_markers and item.depth is not None and wanted("markers"):
-            outputs.markers = messages.marker_array(result, header, types, p.marker_lifetime_s)
-        if p.publish_instance_points and item.depth is not None and wanted("instance_points"):
-            frame_id = next(iter(i.position_3d.frame_id for i in result.instances if i.position_3d), None)
-            cloud_header = _input_stamped(item, frame_id or self._points_frame(item), types)
-            outputs.instance_points = messages.point_cloud2(instance_cloud(points, p.instance_points_max),
-                                                            cloud_header, types)
-        self._focus_outputs(result, header, outputs)
-        return outputs
-
-    def _points_frame(self, item: CameraInput) -> str:
-        """The frame 3D output is in when no instance says: the target frame, else the depth's."""
-        return self.params.target_frame or item.depth.header.frame_id or item.image.header.frame_id
-
-    def _focus_outputs(self, result: FrameResult, header: Any, outputs: FrameOutputs) -> None:
-        update = self.focus.on_frame(result, self.pipeline.tracks.live_ids)
+    def _focus_outputs(self, session: CameraSession, result: FrameResult, outputs: FrameOutputs) -> None:
+        """~/focus/*, on the frames of the camera the followed track is on."""
+        if self.focus.camera != session.name:
+            return
+        update = self.focus.on_frame(result, self.pipeline.tracks_of(session.name).live_ids)
         if update is None:
             return
+        header = outputs.instances.header  # the camera image's stamp and frame
         visible = update.instance
-        if self.subscribed("focus_mask"):
+        if session.subscribed("focus_mask"):
             mask = visible.mask.to_array() if visible is not None else \
                 np.zeros((result.image_height, result.image_width), bool)
             outputs.focus_mask = messages.mask_image(mask, header, self.types)
@@ -449,28 +342,40 @@ class NodeCore:
 
     # -- focus and find ---------------------------------------------------------------------------------------
     def set_focus(self, request) -> dict:
-        """~/focus: follow request.track_id (0 clears)."""
-        if self.pipeline is None and request.track_id != 0:
+        """~/focus: follow request.track_id (0 clears) on whichever camera it is; a non-empty
+        request.camera must be the track's camera."""
+        track_id, camera = int(request.track_id), request.camera
+        if self.pipeline is None and track_id != 0:
             return {"success": False, "message": f"no tracks: the model is {self.state.value}"}
-        live = self.pipeline.tracks.live_ids if self.pipeline is not None else []
-        success, message = self.focus.set(int(request.track_id), live)
-        return {"success": success, "message": message}
+        if camera and camera not in self.sessions:
+            return {"success": False, "message": f"no camera {camera!r}; cameras: {list(self.sessions)}"}
+        owner = self.pipeline.camera_of_track(track_id) if self.pipeline is not None and track_id else None
+        if camera and owner is not None and owner != camera:
+            return {"success": False, "message": f"track {track_id} is on camera {owner!r}, not {camera!r}"}
+        live = [i for name in ([camera] if camera else self.sessions) if self.pipeline is not None
+                for i in self.pipeline.tracks_of(name).live_ids]
+        success, message = self.focus.set(track_id, live, owner or "")
+        return {"success": success, "message": message + (f" on camera {owner!r}" if success and owner else "")}
 
     def start_find(self, goal_msg) -> FindSession:
         """A ~/find goal: add its temporary concept and start watching frames (or say why not)."""
         if self.state != NodeState.ACTIVE:
             return FindSession.finished(None, FindReason.NOT_ACTIVE, f"the node is {self.state.value}, not active")
-        if not self.params.depth_topic:
-            return FindSession.finished(None, FindReason.NO_DEPTH, "no depth_topic is set: find needs 3D positions")
         try:
+            watched = [self._camera(goal_msg.camera, "the goal")] if goal_msg.camera else list(self.sessions.values())
             concept = self._parse(goal_msg.concept)
         except PromptError as err:
-            return FindSession.finished(None, FindReason.INVALID, f"invalid concept: {err}")
+            return FindSession.finished(None, FindReason.INVALID, f"invalid goal: {err}")
+        if not any(session.settings.depth_topic for session in watched):
+            where = f"camera {goal_msg.camera!r} has" if goal_msg.camera else "no camera has"
+            return FindSession.finished(None, FindReason.NO_DEPTH,
+                                        f"{where} no depth" * bool(self.params.cameras)
+                                        or "no depth_topic is set: find needs 3D positions")
         if not goal_msg.keep_concept:
             self._find_count += 1
             concept = dataclasses.replace(concept, id=f"find{self._find_count}:{concept.id}"[:64])
         goal = FindGoal(concept, float(goal_msg.min_score), float(goal_msg.timeout_s), int(goal_msg.stable_frames),
-                        bool(goal_msg.keep_concept))
+                        bool(goal_msg.keep_concept), goal_msg.camera)
         session = FindSession(goal)
         self._finds.append(session)  # before the concept exists, so no frame of it is missed
         added = self._edit(lambda: self._with_new(concept), "")
@@ -505,70 +410,67 @@ class NodeCore:
         for session in list(self._finds):
             session.stop(why)
 
-    def _count(self, result: FrameResult, received_ns: int) -> None:
-        c = self.counters
-        c.processed += 1
-        c.stage_ms.append(result.timings_ms)
-        now = self._now_ns()
-        c.done_ns.append(now)
-        c.latency_ms.append((now - received_ns) / 1e6)
-
-    def _throttled_error(self, kind: str, message: str) -> None:
-        now = time.monotonic()
-        if now - self._last_error_log.get(kind, -1e9) >= ERROR_LOG_PERIOD_S:
-            self._last_error_log[kind] = now
-            log.error("%s", message)
-
     # -- diagnostics ------------------------------------------------------------------------------------------
     def diagnostics(self, hardware_id: str = "sam3") -> Any:
-        level, message = self._health()
-        c = self.counters
+        """One DiagnosticArray: the model's status ("sam3_ros: perception"), with the camera's values when
+        there is one camera, else followed by one status per camera ("sam3_ros: camera NAME")."""
+        header = messages.header(self._now_ns(), "", self.types)
+        model = self._model_values()
+        if not self.params.cameras:
+            level, message = self._camera_health(self.first) or self._model_health()
+            values = {**dict(list(model.items())[:2]), **self.first.values(), **dict(list(model.items())[2:])}
+            return messages.diagnostics(header, "sam3_ros: perception", hardware_id, values, level, message, self.types)
+        statuses = [messages.diagnostic_status("sam3_ros: perception", hardware_id, model, *self._model_health(),
+                                               self.types)]
+        for session in self.sessions.values():
+            level, message = self._camera_health(session) or \
+                (messages.DiagnosticLevel.OK, self._camera_summary(session))
+            values = {**session.values(), "live tracks": self._live_tracks(session.name),
+                      **{f"{role} topic": session.topic_names.get(role, topic) for role, topic in session.inputs()}}
+            statuses.append(messages.diagnostic_status(f"sam3_ros: camera {session.name}", hardware_id, values, level,
+                                                       message, self.types))
+        return messages.diagnostic_array(header, statuses, self.types)
+
+    def _model_values(self) -> dict[str, Any]:
+        """The shared model's values: state and model first, then tracks, concepts, stage timings, GPU."""
         values: dict[str, Any] = {
             "state": self.state.value,
             "model": self.model.description if self.model is not None else self.failure or "not loaded",
-            "fps": self._fps(),
-            "latency_ms (receive to result)": _mean(c.latency_ms),
-            "frames received": c.received,
-            "frames processed": c.processed,
-            "frames dropped (newer frame arrived)": c.dropped,
-            "frames stale": c.stale,
-            "bad images": c.bad_images,
-            "failed frames": c.failed_frames,
-            "camera restarts (stamps went backwards)": c.time_resets,
-            "images without camera_info/depth partner": self._sync.unpaired_images if self._sync else 0,
-            "live tracks": len(self.pipeline.tracks.tracks) if self.pipeline is not None else 0,
-            "concepts": ", ".join(c_.id for c_ in self._concepts),
+            "live tracks": sum(self._live_tracks(name) for name in self.sessions),
+            "concepts": ", ".join(c.id for c in self._concepts),
         }
-        for stage in ("preprocess", "vision", "detector", "tracker", "association", "memory", "postprocess", "total"):
-            values[f"stage {stage} ms"] = _mean([t.get(stage, 0.0) for t in c.stage_ms])
+        for stage in STAGES:
+            values[f"stage {stage} ms"] = mean([t.get(stage, 0.0) for t in self._step_ms])
         values.update(_gpu_memory())
-        header = messages.header(self._now_ns(), "", self.types)
-        return messages.diagnostics(header, "sam3_ros: perception", hardware_id, values, level, message, self.types)
+        return values
 
-    def _health(self) -> tuple[int, str]:
+    def _live_tracks(self, camera: str) -> int:
+        return len(self.pipeline.tracks_of(camera).tracks) if self.pipeline is not None else 0
+
+    def _model_health(self) -> tuple[int, str]:
         Level = messages.DiagnosticLevel
         if self.state == NodeState.FAILED:
             return Level.ERROR, self.failure
         if self.state != NodeState.ACTIVE:
             return Level.OK, f"node {self.state.value}"
-        p, now = self.params, self._now_ns()
-        recent = lambda ns: ns is not None and (now - ns) / 1e9 <= p.camera_timeout_s  # noqa: E731
-        if not recent(self.counters.last_image_ns):
-            named = {role: self.topic_names.get(role, topic) for role, topic in
-                     (("image", p.image_topic), ("camera_info", p.camera_info_topic), ("depth", p.depth_topic))}
-            if recent(self.counters.last_raw_image_ns):
-                partners = " and ".join(named[r] for r, t in (("camera_info", p.camera_info_topic),
-                                                              ("depth", p.depth_topic)) if t)
-                return Level.WARN, (f"images arrive on {named['image']} but none pairs with {partners} within "
-                                    f"sync_slop_s = {p.sync_slop_s:g} s for over {p.camera_timeout_s:g} s")
-            return Level.WARN, f"no image on {named['image']} for over {p.camera_timeout_s:g} s"
         if not self._concepts:
             return Level.WARN, "no concepts: call ~/set_concepts or ~/add_concept"
-        return Level.OK, f"tracking {len(self._concepts)} concept(s) at {self._fps():.1f} fps"
+        cameras = "" if not self.params.cameras else \
+            " on " + ", ".join(f"{s.name} ({s.counters.fps():.1f} fps)" for s in self.sessions.values())
+        return Level.OK, f"tracking {len(self._concepts)} concept(s){cameras}" if cameras else \
+            f"tracking {len(self._concepts)} concept(s) at {self.first.counters.fps():.1f} fps"
 
-    def _fps(self) -> float:
-        done = self.counters.done_ns
-        return (len(done) - 1) / ((done[-1] - done[0]) / 1e9) if len(done) > 1 and done[-1] > done[0] else 0.0
+    def _camera_health(self, session: CameraSession) -> tuple[int, str] | None:
+        """WARN while an active node gets no frames from this camera; None when it does (or is not active)."""
+        if self.state != NodeState.ACTIVE:
+            return None
+        silence = session.silence()
+        return (messages.DiagnosticLevel.WARN, silence) if silence else None
+
+    def _camera_summary(self, session: CameraSession) -> str:
+        if self.state != NodeState.ACTIVE:
+            return f"node {self.state.value}"
+        return f"{session.counters.fps():.1f} fps, {self._live_tracks(session.name)} live track(s)"
 
 
 def _initial_concepts(phrases: list[str]) -> list[Concept]:
@@ -581,27 +483,6 @@ def _initial_concepts(phrases: list[str]) -> list[Concept]:
     return concepts
 
 
-def _to_rgb(image) -> np.ndarray:
-    if hasattr(image, "format"):  # sensor_msgs/CompressedImage
-        return compressed_to_rgb(image.format, image.data)
-    return image_to_rgb(image.height, image.width, image.encoding, image.step, image.data, image.is_bigendian)
-
-
-def _input_stamped(item: CameraInput, frame_id: str, types: MessageTypes) -> Any:
-    """A header with the input image's stamp as it came (sec, nanosec): an out-of-range nanosec
-    summed to ns used to give a sec that no longer fits int32, failing every output."""
-    return types.new("std_msgs/msg/Header", stamp=item.image.header.stamp, frame_id=frame_id)
-
-
-def header_stamp_ns(message) -> int:
-    """A stamped message's header stamp in nanoseconds."""
-    return _stamp_ns(message.header)
-
-
-def _stamp_ns(header) -> int:
-    return int(header.stamp.sec) * 10**9 + int(header.stamp.nanosec)
-
-
 def _xyxy(box) -> tuple[float, float, float, float]:
     cx, cy = box.center.position.x, box.center.position.y
     return (cx - box.size_x / 2, cy - box.size_y / 2, cx + box.size_x / 2, cy + box.size_y / 2)
@@ -612,11 +493,6 @@ def _flags(values, count: int) -> list[bool]:
     if flags and len(flags) != count:
         raise PromptError(f"{count} points but {len(flags)} point_positive flags")
     return flags or [True] * count
-
-
-def _mean(values) -> float:
-    values = list(values)
-    return float(sum(values) / len(values)) if values else 0.0
 
 
 def _empty_cuda_cache() -> None:

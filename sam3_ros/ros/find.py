@@ -2,7 +2,8 @@
 
 A ``FindSession`` watches the frames of one temporary concept: a track qualifies on a frame when
 it scores at least ``min_score`` and has a 3D position. The goal succeeds once some track has
-qualified on ``stable_frames`` consecutive frames; it fails on timeout (saying whether
+qualified on ``stable_frames`` consecutive frames of its camera (a goal may name one camera; by
+default it watches all); it fails on timeout (saying whether
 candidates lacked depth), when the node stops being active, or when cancelled.
 Frames arrive on the inference thread; ``run_find`` waits on the action's thread.
 """
@@ -38,6 +39,7 @@ class FindGoal:
     timeout_s: float = DEFAULT_TIMEOUT_S
     stable_frames: int = 1
     keep_concept: bool = False
+    camera: str = ""            # only this camera's instances; "": any camera
 
     def __post_init__(self) -> None:  # the action's "0 = default" values
         object.__setattr__(self, "timeout_s", self.timeout_s if self.timeout_s > 0 else DEFAULT_TIMEOUT_S)
@@ -70,7 +72,7 @@ class FindSession:
         self._now_s = now_s
         self._deadline_s = now_s() + goal.timeout_s
         self._changed = threading.Condition()
-        self._streaks: dict[int, int] = {}
+        self._streaks: dict[int, tuple[str, int]] = {}  # track id -> (its camera, qualifying frames in a row)
         self._progress: FindProgress | None = None
         self._frames = 0
         self._unlocated = 0  # frames with candidates above min_score but no 3D position
@@ -85,22 +87,29 @@ class FindSession:
 
     # -- inputs (any thread) -------------------------------------------------------------------------
     def on_frame(self, result: FrameResult) -> None:
+        """One camera's frame; a frame of a camera the goal does not watch is ignored."""
         goal = self.goal
+        if goal.camera and result.camera != goal.camera:
+            return
         ours = [i for i in result.instances if i.concept_id == goal.concept.id and i.score >= goal.min_score]
         located = [i for i in ours if i.position_3d is not None]
-        self._streaks = {i.track_id: self._streaks.get(i.track_id, 0) + 1 for i in located}
+        others = {t: s for t, s in self._streaks.items() if s[0] != result.camera}  # other cameras' tracks go on
+        self._streaks = {**others, **{i.track_id: (result.camera, self._streak(i.track_id) + 1) for i in located}}
         located.sort(key=lambda i: -i.score)
         with self._changed:
             if self.outcome is not None:
                 return
             self._frames += 1
             self._unlocated += bool(ours) and not located
-            self._progress = FindProgress(self._frames, located, [self._streaks[i.track_id] for i in located])
-            stable = [i for i in located if self._streaks[i.track_id] >= goal.stable_frames]
+            self._progress = FindProgress(self._frames, located, [self._streak(i.track_id) for i in located])
+            stable = [i for i in located if self._streak(i.track_id) >= goal.stable_frames]
             if stable:
                 self._finish(FindReason.FOUND, f"found {len(stable)} '{self._name()}' instance(s) stable for "
                              f"{goal.stable_frames} frame(s) after {self._frames} frame(s)", stable)
             self._changed.notify_all()
+
+    def _streak(self, track_id: int) -> int:
+        return self._streaks.get(track_id, ("", 0))[1]
 
     def cancel(self) -> None:
         with self._changed:

@@ -1,6 +1,7 @@
 """Following one track (~/focus), without rclpy.
 
-The focus stays on the track ID it was given: when the track is not visible the status says
+The focus stays on the track ID it was given, on the camera that track is on (IDs are unique
+across cameras; a track never moves to another camera): when the track is not visible the status says
 OCCLUDED, and once the track is removed it says LOST for good; it never moves to another track.
 """
 from __future__ import annotations
@@ -35,19 +36,20 @@ class Focus:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self.track_id = 0
+        self.camera = ""  # the followed track's camera ("" for a single-camera node)
         self._label = ""
         self._lost = False
 
-    def set(self, track_id: int, live_ids: Iterable[int]) -> tuple[bool, str]:
-        """Follow ``track_id`` (0 clears). Only a live track can be followed."""
+    def set(self, track_id: int, live_ids: Iterable[int], camera: str = "") -> tuple[bool, str]:
+        """Follow ``track_id`` (0 clears), seen on ``camera``. Only a live track can be followed."""
         live = sorted(live_ids)
         with self._lock:
             if track_id == 0:
-                self.track_id, self._label, self._lost = 0, "", False
+                self.track_id, self.camera, self._label, self._lost = 0, "", "", False
                 return True, "focus cleared"
             if track_id not in live:
                 return False, f"track {track_id} is not live; live tracks: {live}"
-            self.track_id, self._label, self._lost = int(track_id), "", False
+            self.track_id, self.camera, self._label, self._lost = int(track_id), camera, "", False
         return True, f"following track {track_id}"
 
     def on_frame(self, result: FrameResult, live_ids: Iterable[int]) -> FocusUpdate | None:

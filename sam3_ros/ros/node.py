@@ -1,7 +1,9 @@
 """The sam3_ros lifecycle node: rclpy wiring around NodeCore (sam3_ros/ros/controller.py).
 
 configure: declare parameters, load the model (or engines) and warm up.
-activate: subscribe (image [+ camera_info] [+ depth], synchronised) and start the worker thread.
+activate: subscribe each camera (image [+ camera_info] [+ depth], synchronised) and start the worker thread.
+Several cameras (``cameras``): each one's inputs are ``NAME/...`` and its outputs ``~/NAME/...``;
+focus outputs stay ``~/focus/...``.
 deactivate: unsubscribe, stop the worker, free GPU memory. Services answer in every state.
 """
 from __future__ import annotations
@@ -39,11 +41,12 @@ from .controller import NodeCore
 from .find import FindReason, run_find
 from ..core.config import PipelineConfig
 from .lifecycle import transition_refusal
-from .params import NodeParams, all_parameters, parameter_change_refusal, parameter_ranges, split_parameters
+from .params import (NodeParams, all_parameters, camera_keys_given, camera_parameters, parameter_change_refusal,
+                     parameter_ranges, split_parameters)
 from .rclpy_types import RclpyTypes
 from .worker import InferenceWorker
 
-OUTPUTS = {  # FrameOutputs attribute -> (topic, message type)
+OUTPUTS = {  # FrameOutputs attribute -> (topic, message type); a named camera's are under ~/NAME/
     "instances": ("~/instances", InstanceArray),
     "detections": ("~/detections", Detection2DArray),
     "detections_3d": ("~/detections_3d", Detection3DArray),
@@ -55,6 +58,7 @@ OUTPUTS = {  # FrameOutputs attribute -> (topic, message type)
     "focus_mask": ("~/focus/mask", Image),
     "focus_status": ("~/focus/status", FocusStatus),
 }
+NODE_OUTPUTS = ("focus_pose", "focus_mask", "focus_status")  # one for the node, whatever camera the track is on
 # ROS 2's default service queue keeps 10 requests: a burst of calls would lose the rest unanswered.
 SERVICE_QOS = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.VOLATILE)
 SERVICES = {  # service name -> (type, NodeCore handler name)
@@ -117,13 +121,14 @@ class Sam3Node(LifecycleNode):
             typing = dict(dynamic_typing=True) if loose else dict(type=_PARAMETER_TYPES[type(default)])
             self.declare_parameter(name, default, ParameterDescriptor(
                 description=description, additional_constraints=ranges[name], **typing))
+        self._declare_camera_parameters()
         self.core: NodeCore | None = None
         self._pubs: dict[str, Any] = {}
         self._camera_inputs: list[Any] = []  # not `_subscriptions`: that name is rclpy's own list
         self._types = RclpyTypes()
         self._tf_buffer = None
         self.core = self._make_core()
-        self._worker = InferenceWorker(self.core.process_next, self._publish_outputs, context_ok=self.context.ok)
+        self._worker = InferenceWorker(self.core.process_step, self._publish_outputs, context_ok=self.context.ok)
         self._guard_change_state()
         self.add_on_set_parameters_callback(self._check_parameter_change)
         services = ReentrantCallbackGroup()  # services answer while a frame is processed or the model loads
@@ -136,11 +141,34 @@ class Sam3Node(LifecycleNode):
                           callback_group=MutuallyExclusiveCallbackGroup())
         self._diagnostics = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
 
+    def _cameras(self) -> list[str]:
+        return [str(v) for v in (self.get_parameter("cameras").value or [])]
+
+    def _declare_camera_parameters(self) -> None:
+        """Declare ``NAME.<key>`` for each camera not declared yet (at start-up and at configure, after a
+        ``cameras`` change). Dynamically typed: a bad value is refused at configure with its name, not by
+        rclpy at start-up. Values come from -p and params files like any other parameter."""
+        for camera in self._cameras():
+            for name, (default, description) in camera_parameters(camera).items():
+                if not self.has_parameter(name):
+                    self.declare_parameter(name, default, ParameterDescriptor(description=description,
+                                                                              dynamic_typing=True))
+
     def _parameter_values(self) -> dict[str, Any]:
+        """Every parameter's value by name: the declared ones, each camera's, and (with cameras) any given
+        NAME.key override nobody declared, so that a misspelt one fails configure."""
         values = {}
         for name, (default, _) in all_parameters().items():
             value = self.get_parameter(name).value
             values[name] = [str(v) for v in (value or [])] if isinstance(default, list) else value
+        cameras = self._cameras()
+        for camera in cameras:
+            values.update({name: self.get_parameter(name).value for name in camera_parameters(camera)
+                           if self.has_parameter(name)})
+        if cameras:
+            overrides = getattr(self, "_parameter_overrides", {})
+            values.update({name: overrides[name].value for name in camera_keys_given(overrides)
+                           if name not in values})
         return values
 
     def _make_core(self) -> NodeCore:
@@ -178,14 +206,15 @@ class Sam3Node(LifecycleNode):
             return response
         service.callback = guarded
 
-    def _has_subscribers(self, output: str) -> bool:
-        publisher = self._pubs.get(output)
+    def _has_subscribers(self, camera: str, output: str) -> bool:
+        publisher = self._pubs.get(("" if output in NODE_OUTPUTS else camera, output))
         return publisher is not None and publisher.get_subscription_count() > 0
 
     # -- life cycle --------------------------------------------------------------------------------------
     @_logged_transition
     def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
         try:
+            self._declare_camera_parameters()  # cameras named since start-up
             self.core.update_parameters(*split_parameters(self._parameter_values()))  # changes made before configure
             self.get_logger().info("loading SAM 3 ...")
             self.core.configure()
@@ -194,12 +223,19 @@ class Sam3Node(LifecycleNode):
             return TransitionCallbackReturn.FAILURE
         if self.core.model.weights is None:  # the weights loader logs its own description (once)
             self.get_logger().info(self.core.model.description)
-        for key, (topic, msg_type) in OUTPUTS.items():
-            self._pubs[key] = self.create_lifecycle_publisher(msg_type, topic, 10)
         latched = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
-        self._pubs["label_info"] = self.create_lifecycle_publisher(LabelInfo, "~/label_info", latched)
-        self.core.subscribed = self._has_subscribers  # outputs nobody subscribes to are not built
-        if self.core.params.target_frame:
+        for camera, session in self.core.sessions.items():
+            for key, (topic, msg_type) in OUTPUTS.items():
+                if key not in NODE_OUTPUTS:
+                    topic = session.settings.output_prefix + topic[len("~/"):]
+                    self._pubs[(camera, key)] = self.create_lifecycle_publisher(msg_type, topic, 10)
+            self._pubs[(camera, "label_info")] = self.create_lifecycle_publisher(
+                LabelInfo, session.settings.output_prefix + "label_info", latched)
+            # outputs nobody subscribes to are not built
+            session.subscribed = functools.partial(self._has_subscribers, camera)
+        for key in NODE_OUTPUTS:
+            self._pubs[("", key)] = self.create_lifecycle_publisher(OUTPUTS[key][1], OUTPUTS[key][0], 10)
+        if any(session.settings.target_frame for session in self.core.sessions.values()):
             import tf2_ros
 
             self._tf_buffer = tf2_ros.Buffer()
@@ -254,17 +290,15 @@ class Sam3Node(LifecycleNode):
 
     # -- inputs -------------------------------------------------------------------------------------------------
     def _subscribe(self) -> None:
-        p = self.core.params
-        qos = QoSProfile(depth=p.queue_depth, reliability=ReliabilityPolicy.RELIABLE) \
-            if p.reliability == "reliable" else qos_profile_sensor_data
-        image_type = CompressedImage if p.image_topic.rstrip("/").endswith("compressed") else Image
-        inputs = [("image", image_type, p.image_topic)]
-        inputs += [("camera_info", CameraInfo, p.camera_info_topic)] if p.camera_info_topic else []
-        inputs += [("depth", Image, p.depth_topic)] if p.depth_topic else []
-        for (role, msg_type, topic), callback in zip(inputs, self.core.camera_callbacks()):
-            subscription = self.create_subscription(msg_type, topic, callback, qos)
-            self._camera_inputs.append(subscription)
-            self.core.topic_names[role] = subscription.topic_name  # resolved: diagnostics name it
+        for session in self.core.sessions.values():
+            s = session.settings
+            qos = QoSProfile(depth=s.queue_depth, reliability=ReliabilityPolicy.RELIABLE) \
+                if s.reliability == "reliable" else qos_profile_sensor_data
+            types = {"image": CompressedImage if s.compressed else Image, "camera_info": CameraInfo, "depth": Image}
+            for (role, topic), callback in zip(session.inputs(), session.callbacks()):
+                subscription = self.create_subscription(types[role], topic, callback, qos)
+                self._camera_inputs.append(subscription)
+                session.topic_names[role] = subscription.topic_name  # resolved: diagnostics name it
 
     def _lookup_transform(self, target: str, source: str, stamp_ns: int):
         import tf2_ros
@@ -280,11 +314,13 @@ class Sam3Node(LifecycleNode):
         return quaternion_matrix(q.x, q.y, q.z, q.w), np.array([t.translation.x, t.translation.y, t.translation.z])
 
     # -- work and outputs ------------------------------------------------------------------------------------
-    def _publish_outputs(self, outputs) -> None:
-        for key, publisher in list(self._pubs.items()):
-            message = getattr(outputs, key)
-            if message is not None:
-                publisher.publish(message)
+    def _publish_outputs(self, step: dict) -> None:
+        """Each camera's outputs of one step on its publishers (focus outputs: the node's)."""
+        for camera, outputs in step.items():
+            for (owner, key), publisher in list(self._pubs.items()):
+                message = getattr(outputs, key)
+                if message is not None and owner == ("" if key in NODE_OUTPUTS else camera):
+                    publisher.publish(message)
 
     def _publish_diagnostics(self) -> None:
         if self.context.ok():

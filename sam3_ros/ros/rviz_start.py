@@ -29,6 +29,8 @@ from pathlib import Path
 
 import yaml
 
+from .rviz_cameras import cameras_config
+
 ANCHOR_SUFFIX = "_sam3_rviz"
 # Orbit view from behind an optical frame's origin towards +z, screen-up = -y (image up): the
 # orbit's up axis is the fixed frame's z, so a pitch near -90 degrees looks along +z and yaw -90
@@ -70,6 +72,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     source.add_argument("--frame-from", metavar="TOPIC",
                         help="use the frame_id of the first Image (or CompressedImage: .../compressed) here")
     parser.add_argument("--namespace", default="", help="namespace relative topic names resolve in")
+    parser.add_argument("--cameras", nargs="*", default=[],
+                        help="the node's cameras: each per-camera display once per camera (rviz_cameras.py)")
     parser.add_argument("--use-sim-time", action="store_true")
     parser.add_argument("--tf-wait-s", type=float, default=3.0,
                         help="how long to listen for TF naming the frame before publishing one")
@@ -187,7 +191,8 @@ def main(argv: list[str] | None = None) -> int:
             ros.anchor(frame)
             _log(f"fixed frame {frame}: no TF names it, so /tf_static gets {frame} -> {frame}{ANCHOR_SUFFIX} "
                  "(identity) for RViz to know the frame")
-        text = rviz_config(Path(args.config).read_text(), frame, camera_view)
+        text = Path(args.config).read_text()
+        text = rviz_config(cameras_config(text, args.cameras) if args.cameras else text, frame, camera_view)
         handle, path = tempfile.mkstemp(prefix="sam3-rviz-", suffix=".rviz")
         with os.fdopen(handle, "w") as file:
             file.write(text)

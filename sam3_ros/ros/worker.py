@@ -1,4 +1,4 @@
-"""The inference thread: takes the newest frame from NodeCore, hands its outputs to a publisher.
+"""The inference thread: runs NodeCore's steps, hands their outputs to a publisher.
 
 rclpy-free. The node passes in ``publish`` and ``context_ok``. When the ROS context goes away
 under a frame (Ctrl-C, shutdown), the thread ends quietly instead of failing on a publish.
