@@ -27,6 +27,7 @@ Measured per configuration:
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime
 import functools
 import json
@@ -48,6 +49,7 @@ from bench_host_path import CLOCKS  # noqa: E402  (stdlib only at import)
 WIDTH, HEIGHT = 640, 480
 CONCEPTS = ("person", "box")
 READY = "READY"
+COMPONENTS = ("vision", "text", "exemplars", "detector", "tracker", "mask_prompter", "memory_encoder")
 
 
 # -- memory of this process -----------------------------------------------------------------------------
@@ -146,6 +148,7 @@ def measure(model: str, mode: str, cameras: int, device: str, frames: int, warmu
     clock = CLOCKS[clock_name]
     pipeline = build_pipeline(model, device, tracks)
     memory["model"] = memory_mib()
+    spent = time_components(pipeline, clock, cuda)
     step_round = rounds_of(pipeline, mode, cameras)
     for i in range(warmup):
         step_round(i)
@@ -153,11 +156,14 @@ def measure(model: str, mode: str, cameras: int, device: str, frames: int, warmu
     if wait_for_go:
         print(READY, flush=True)
         sys.stdin.readline()
-    stages: dict[str, list[float]] = {}
+    stages, parts = [], []  # per round: the pipeline's stage timers (wall), the components (``clock``)
     wall_start, start = time.time(), clock()
     for i in range(warmup, warmup + frames):
-        for stage, ms in _summed(step_round(i)).items():
-            stages.setdefault(stage, []).append(ms)
+        spent.clear()
+        round_start = clock()
+        stages.append(_summed(step_round(i)))
+        round_ms = (clock() - round_start) * 1e3
+        parts.append({**spent, "outside components": round_ms - sum(spent.values()), "round": round_ms})
     if cuda:
         torch.cuda.synchronize()
     seconds, wall_end = clock() - start, time.time()
@@ -168,18 +174,42 @@ def measure(model: str, mode: str, cameras: int, device: str, frames: int, warmu
         "model": model, "mode": mode, "cameras": cameras, "device": device, "clock": clock_name,
         "torch_threads": torch.get_num_threads(), "frames": frames * cameras, "seconds": seconds,
         "ready_at": ready_at, "wall_start": wall_start, "wall_end": wall_end,
-        "round_stage_ms": {stage: statistics.median(v) for stage, v in stages.items()},
+        "round_stage_ms": _medians(stages), "round_component_ms": _medians(parts),
         "memory_mib": {**memory, "end": memory_mib()},
         **({"cuda_peak_allocated_mib": torch.cuda.max_memory_allocated() / 2**20} if cuda else {}),
     }
 
 
-def _summed(timings: list[dict]) -> dict[str, float]:
+def time_components(pipeline, clock, cuda: bool) -> dict[str, float]:
+    """Wrap the pipeline's network components: each call's milliseconds (``clock``) add up in the dict returned."""
+    import torch
+
+    spent: dict[str, float] = {}
+
+    def timed(name, component):
+        def call(*args, **kwargs):
+            start = clock()
+            out = component(*args, **kwargs)
+            if cuda:
+                torch.cuda.synchronize()
+            spent[name] = spent.get(name, 0.0) + (clock() - start) * 1e3
+            return out
+        return call
+    pipeline.components = dataclasses.replace(
+        pipeline.components, **{name: timed(name, getattr(pipeline.components, name)) for name in COMPONENTS})
+    return spent
+
+
+def _summed(dicts: list[dict[str, float]]) -> dict[str, float]:
     out: dict[str, float] = {}
-    for step in timings:
-        for stage, ms in step.items():
-            out[stage] = out.get(stage, 0.0) + ms
+    for values in dicts:
+        for name, value in values.items():
+            out[name] = out.get(name, 0.0) + value
     return out
+
+
+def _medians(rounds: list[dict[str, float]]) -> dict[str, float]:
+    return {name: statistics.median(r.get(name, 0.0) for r in rounds) for name in _summed(rounds)}
 
 
 # -- the configurations, each in fresh processes ----------------------------------------------------------
@@ -230,7 +260,9 @@ def combine(parts: list[dict]) -> dict:
                pss_mib=sum(p["memory_mib"]["end"]["pss_mib"] for p in parts),
                torch_baseline_rss_mib=parts[0]["memory_mib"]["torch"]["rss_mib"],
                model_loaded_rss_mib=parts[0]["memory_mib"]["model"]["rss_mib"],
-               round_stage_ms=parts[0]["round_stage_ms"] if len(parts) == 1 else None,
+               # per round of all cameras (a sum of medians over separate processes)
+               round_stage_ms=_summed([p["round_stage_ms"] for p in parts]),
+               round_component_ms=_summed([p["round_component_ms"] for p in parts]),
                per_process=parts)
     if "cuda_peak_allocated_mib" in parts[0]:
         row["cuda_peak_allocated_mib"] = sum(p["cuda_peak_allocated_mib"] for p in parts)
@@ -282,6 +314,19 @@ def line(row: dict) -> str:
             f"{row['fps']:8.2f} {ratio(row['fps_vs_one_at_a_time']):>15}")
 
 
+SPLIT = ("vision", "detector", "tracker", "memory_encoder", "mask_prompter", "outside components", "round")
+
+
+def time_table(rows: list[dict]) -> str:
+    """Where a round's time goes: milliseconds per round of every camera (medians, the run's clock)."""
+    out = [f"{'model':>7} {'cams':>4} {'mode':>10} | " + " ".join(f"{name[:12]:>12}" for name in SPLIT)]
+    for row in rows:
+        ms = row["round_component_ms"]
+        out.append(f"{row['model']:>7} {row['cameras']:>4} {row['mode']:>10} | "
+                   + " ".join(f"{ms.get(name, 0.0):12.1f}" for name in SPLIT))
+    return "\n".join(out)
+
+
 def environment(args) -> dict:
     def out(cmd: list[str]) -> str:
         try:
@@ -305,7 +350,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--modes", nargs="+", choices=["sequential", "batched", "processes"],
                         default=["sequential", "batched", "processes"], help="for camera counts above 1")
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
-    parser.add_argument("--frames", type=int, default=12, help="measured frames per camera")
+    parser.add_argument("--frames", type=int, default=10, help="measured frames per camera")
     parser.add_argument("--warmup", type=int, default=3, help="rounds before measuring (tracks get born)")
     parser.add_argument("--tracks", type=int, default=2, help="live tracks held per camera")
     parser.add_argument("--threads", type=int, default=0, help="torch threads per process (0: torch's default)")
@@ -337,6 +382,8 @@ def main(argv: list[str] | None = None) -> None:
                 annotate(report["rows"])
                 print(line(row), flush=True)
     report["elapsed_s"] = time.monotonic() - started
+    print(f"\nms per round of all cameras ({args.clock} clock; network components and the rest):")
+    print(time_table(report["rows"]))
     report["targets"] = targets(report["rows"])
     for text in report["targets"]:
         print(text)

@@ -45,6 +45,8 @@ def test_one_process_batched_and_one_camera_at_a_time(tmp_path):
         assert row["peak_rss_mib"] >= row["torch_baseline_rss_mib"] > 0
         assert row["rss_vs_one_camera"] > 0
         assert "total" in row["round_stage_ms"]
+        assert {"vision", "detector", "tracker", "memory_encoder", "outside components", "round"} <= set(
+            row["round_component_ms"])
     assert all(r["fps_vs_one_at_a_time"] for r in report["rows"] if r["cameras"] == 2)
     assert any("target >= 1.2x" in t for t in report["targets"])
     assert report["environment"]["separate_processes"] is False
@@ -64,7 +66,7 @@ def test_separate_processes_sum_memory_and_count_frames_over_their_joint_window(
     def part(start, end, peak):
         return {"model": "tiny", "mode": "single", "device": "cpu", "clock": "wall", "torch_threads": 1,
                 "cameras": 1, "frames": 10, "seconds": end - start, "wall_start": start, "wall_end": end,
-                "round_stage_ms": {}, "memory_mib": {k: {"rss_mib": peak, "peak_rss_mib": peak, "pss_mib": peak / 2}
+                "round_stage_ms": {}, "round_component_ms": {}, "memory_mib": {k: {"rss_mib": peak, "peak_rss_mib": peak, "pss_mib": peak / 2}
                                                      for k in ("torch", "model", "end")}}
     row = bench.combine([part(100.0, 102.0, 800.0), part(101.0, 104.0, 900.0)])
     assert (row["cameras"], row["processes"], row["frames"]) == (2, 2, 20)
