@@ -4,6 +4,13 @@
         camera_info:=/camera/color/camera_info depth:=/camera/aligned_depth/image_raw \
         prompts:="yellow forklift,person" checkpoint:=$HOME/models/sam3 rviz:=true
 
+Several cameras on one model (each NAME subscribes NAME/image, NAME/camera_info and, with
+NAME.depth: true, NAME/depth; outputs under /sam3/NAME/), remapped to the drivers' topics by the
+params file's `remappings` (read here; see config/cameras_example.yaml):
+
+    ros2 launch sam3_ros sam3.launch.py cameras:="[head, wrist]" \
+        params_file:=$(ros2 pkg prefix sam3_ros)/share/sam3_ros/config/cameras_example.yaml
+
 With rviz:=true, RViz's fixed frame is fixed_frame, else target_frame, else the camera frame read from
 the first depth (or image) message; a frame no TF message names gets a leaf static transform so that
 RViz knows it (sam3_ros/ros/rviz_start.py).
@@ -34,6 +41,9 @@ ARGUMENTS = {  # name -> (default, description); an empty default leaves the val
     "camera_info": ("camera_info", "camera info topic of the image, needed for 3D; none: no camera info"),
     "depth": ("", "depth image aligned to the image (16UC1 mm or 32FC1 m); empty or none: no 3D"),
     "prompts": ("", 'comma-separated noun phrases to track from the start, e.g. "yellow forklift,person"'),
+    "cameras": ("", 'camera names, e.g. "[head, wrist]": one node and model serve them all, each on NAME/image, '
+                    "NAME/camera_info (NAME/depth), outputs under ~/NAME/ (empty: params_file, else one camera on "
+                    "image)"),
     "backend": ("", "torch | onnxruntime | tensorrt (empty: params_file, default torch)"),
     "checkpoint": ("", "local facebook/sam3 checkpoint directory (empty: params_file)"),
     "engines_dir": ("", "folder of exported ONNX files / TensorRT engines (empty: params_file)"),
@@ -55,6 +65,7 @@ PARAMETERS = {
     "camera_info": "camera_info_topic",
     "depth": "depth_topic",
     "prompts": "prompts",
+    "cameras": "cameras",
     "backend": "model.backend",
     "checkpoint": "model.checkpoint",
     "engines_dir": "model.engines_dir",
@@ -84,7 +95,15 @@ def _optional_topic(name: str, text: str) -> str:
     return "" if text.lower() == "none" else text
 
 
-CONVERSIONS = {"tiny": _flag, "use_sim_time": _flag, "prompts": _phrases,
+def _names(name: str, text: str) -> list:
+    """`[head, wrist]` (YAML) or `head,wrist`."""
+    names = yaml.safe_load(text) if text.startswith("[") else [n.strip() for n in text.split(",") if n.strip()]
+    if not isinstance(names, list) or not names or not all(isinstance(n, str) and n for n in names):
+        raise ValueError(f"launch argument {name} needs camera names like [head, wrist], got {text!r}")
+    return names
+
+
+CONVERSIONS = {"tiny": _flag, "use_sim_time": _flag, "prompts": _phrases, "cameras": _names,
                "camera_info": _optional_topic, "depth": _optional_topic}  # others stay strings
 
 
@@ -113,18 +132,35 @@ def _file_parameters(path: str) -> dict:
     return {name: value for name, value in values.items() if value != []}
 
 
-def _rviz_command(argument, file_parameters: dict) -> list:
+def _remappings(path: str, file_parameters: dict) -> list:
+    """The params file's `remappings` ("from:=to" strings, e.g. head/image:=/head_camera/color/image_raw),
+    taken out of the node's parameters: this file applies them, the node never declares them."""
+    given = file_parameters.pop("remappings", [])
+    if not isinstance(given, list) or not all(isinstance(r, str) and ":=" in r for r in given):
+        raise ValueError(f"params_file {path}: remappings must be a list of 'from:=to' strings, got {given!r}")
+    return [tuple(part.strip() for part in r.split(":=", 1)) for r in given]
+
+
+def _rviz_command(argument, file_parameters: dict, cameras: list, remappings: list) -> list:
     """rviz2 through sam3_ros.ros.rviz_start: the fixed frame is fixed_frame, else target_frame (launch
     argument, else params_file), else learnt from the first message on the depth topic (the image topic
-    without depth), the frame the node's 3D outputs are in. See rviz_start's docstring."""
+    without depth), the frame the node's 3D outputs are in: with cameras, the first camera's (after the
+    remappings). With cameras, each camera's overlay, IDs, markers and points are shown (--cameras)."""
     config = os.path.join(get_package_share_directory(PACKAGE), "config", "sam3.rviz")
     command = [sys.executable, "-m", "sam3_ros.ros.rviz_start", "--config", config,
                "--namespace", argument("namespace")]
     frame = argument("fixed_frame") or argument("target_frame") or str(file_parameters.get("target_frame") or "")
     if frame:
         command += ["--fixed-frame", frame]
+    elif cameras:
+        first = cameras[0]
+        topic = f"{first}/depth" if str(file_parameters.get(f"{first}.depth", "")).lower() == "true" \
+            else f"{first}/image"
+        command += ["--frame-from", dict(remappings).get(topic, topic)]
     else:
         command += ["--frame-from", _optional_topic("depth", argument("depth")) or argument("image")]
+    if cameras:
+        command += ["--cameras", *cameras]
     if _flag("use_sim_time", argument("use_sim_time")):
         command.append("--use-sim-time")
     return command
@@ -135,9 +171,12 @@ def _launch_setup(context):
         return LaunchConfiguration(name).perform(context).strip()
 
     file_parameters = _file_parameters(argument("params_file"))
+    remappings = _remappings(argument("params_file"), file_parameters)
+    overrides = _parameter_overrides(argument)
+    cameras = overrides.get("cameras") or file_parameters.get("cameras") or []
     node = LifecycleNode(
         package=PACKAGE, executable=EXECUTABLE, name=NODE_NAME, namespace=argument("namespace"),
-        parameters=[file_parameters, _parameter_overrides(argument)],
+        parameters=[file_parameters, overrides], remappings=remappings,
         arguments=["--ros-args", "--log-level", argument("log_level")],
         output="screen", emulate_tty=True,
     )
@@ -157,7 +196,7 @@ def _launch_setup(context):
             change_state(Transition.TRANSITION_CONFIGURE),
         ]
     if _flag("rviz", argument("rviz")):
-        actions.append(ExecuteProcess(cmd=_rviz_command(argument, file_parameters), name="rviz2",
+        actions.append(ExecuteProcess(cmd=_rviz_command(argument, file_parameters, cameras, remappings), name="rviz2",
                                       output="screen", emulate_tty=True))
     return actions
 
