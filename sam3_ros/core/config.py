@@ -130,7 +130,7 @@ class TrackingConfig:
     recondition_iou: float = setting(0.8, "mask IoU needed to re-condition a track", FRACTION)
     recondition_with_detection: bool = setting(
         False, "re-condition with the detection's mask (true) or the tracker's own mask (false)")
-    max_tracks: int = setting(50, "cap on live tracks; the weakest new detections are dropped", COUNT)
+    max_tracks: int = setting(50, "cap on live tracks (per camera); the weakest new detections are dropped", COUNT)
 
 
 @dataclass
