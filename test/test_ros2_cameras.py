@@ -20,6 +20,7 @@ if SKIP_REASON is not None:
     pytest.skip(SKIP_REASON, allow_module_level=True)
 
 from diagnostic_msgs.msg import DiagnosticArray  # noqa: E402  (after the skip: needs the runtime)
+from rcl_interfaces.srv import ListParameters  # noqa: E402
 from rclpy.qos import QoSProfile, ReliabilityPolicy  # noqa: E402
 from sam3_ros_interfaces import srv  # noqa: E402
 from sam3_ros_interfaces.msg import Concept, InstanceArray  # noqa: E402
@@ -193,6 +194,22 @@ def test_bad_per_camera_parameters_fail_configure_with_the_reason_before_the_mod
         log = process.output()
         assert "mc_bad.dept: unknown per-camera key (did you mean mc_bad.depth?)" in log
         assert "loading SAM 3" not in log
+        assert process.alive
+
+
+def test_cameras_set_at_run_time_get_their_parameters_and_apply_at_configure(client):
+    name = "sam3_cams_late"
+    with NodeProcess(name, TINY) as process:
+        assert client.set_parameters(f"/{name}", {"cameras": ["mc_late"]})[0].successful
+        def declared() -> bool:
+            listed = client.call(ListParameters, f"/{name}/list_parameters", ListParameters.Request()).result.names
+            return "mc_late.depth" in listed
+        assert wait_until(declared)
+        assert client.set_parameters(f"/{name}", {"mc_late.depth": True})[0].successful
+        bring_up(client, f"/{name}")
+        for topic in ("/mc_late/image", "/mc_late/camera_info", "/mc_late/depth"):
+            assert wait_until(lambda: client.node.count_subscribers(topic) == 1, 10.0), topic
+        assert client.node.count_subscribers("/image") == 0  # no single camera beside it
         assert process.alive
 
 

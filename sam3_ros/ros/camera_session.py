@@ -39,6 +39,8 @@ TransformLookup = Callable[[str, str, int], tuple[np.ndarray, np.ndarray]]
 
 @dataclass
 class CameraInput:
+    """One camera's paired messages (image, and camera info and depth when subscribed) and when they arrived."""
+
     image: Any
     info: Any = None
     depth: Any = None

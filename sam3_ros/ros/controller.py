@@ -30,8 +30,8 @@ from ..core.results import FrameResult
 from ..factory import LoadedPipeline
 from ..io import messages
 from ..io.ros_types import MessageTypes
-from .camera_session import (STAGE_WINDOW, CameraInput, CameraSession, Counters, DecodedFrame, FrameOutputs,
-                             LatestFrames, ThrottledLog, TransformLookup, header_stamp_ns, mean)
+from .camera_session import (STAGE_WINDOW, CameraSession, Counters, DecodedFrame, FrameOutputs, LatestFrames,
+                             TransformLookup, mean)
 from .find import FindGoal, FindOutcome, FindProgress, FindReason, FindSession
 from .focus import Focus
 from .params import NodeParams
@@ -40,8 +40,6 @@ log = logging.getLogger(__name__)
 
 MAX_CONCEPTS = 100         # more would stall every frame (thousands used to take the node's memory)
 STAGES = ("preprocess", "vision", "detector", "tracker", "association", "memory", "postprocess", "total")
-
-__all__ = ["NodeCore", "NodeState", "CameraInput", "FrameOutputs", "Counters", "header_stamp_ns"]
 
 
 class NodeState(enum.Enum):
@@ -76,7 +74,6 @@ class NodeCore:
         self._lock = threading.Lock()
         self._concepts: list[Concept] = _initial_concepts(params.prompts)
         self._step_ms: deque = deque(maxlen=STAGE_WINDOW)  # stage timings of recent steps
-        self._log = ThrottledLog()
         self.focus = Focus()
         self._finds: list[FindSession] = []
         self._find_count = 0

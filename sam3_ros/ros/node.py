@@ -131,6 +131,13 @@ class Sam3Node(LifecycleNode):
         self._worker = InferenceWorker(self.core.process_step, self._publish_outputs, context_ok=self.context.ok)
         self._guard_change_state()
         self.add_on_set_parameters_callback(self._check_parameter_change)
+        # A new camera's NAME.* are declared right after `cameras` names it, so they can be set before configure
+        # (not in the parameter callback itself: declaring there deadlocks rclpy's parameter service).
+        self._declare_cameras = self.create_timer(0.0, self._declare_new_cameras,
+                                                  callback_group=MutuallyExclusiveCallbackGroup())
+        self._declare_cameras.cancel()
+        self.add_post_set_parameters_callback(
+            lambda changed: self._declare_cameras.reset() if any(p.name == "cameras" for p in changed) else None)
         services = ReentrantCallbackGroup()  # services answer while a frame is processed or the model loads
         for name, (srv_type, handler) in SERVICES.items():
             self.create_service(srv_type, name, self._service(handler), qos_profile=SERVICE_QOS,
@@ -145,14 +152,21 @@ class Sam3Node(LifecycleNode):
         return [str(v) for v in (self.get_parameter("cameras").value or [])]
 
     def _declare_camera_parameters(self) -> None:
-        """Declare ``NAME.<key>`` for each camera not declared yet (at start-up and at configure, after a
-        ``cameras`` change). Dynamically typed: a bad value is refused at configure with its name, not by
+        """Declare ``NAME.<key>`` for each camera not declared yet (at start-up and whenever ``cameras``
+        changes). Dynamically typed: a bad value is refused at configure with its name, not by
         rclpy at start-up. Values come from -p and params files like any other parameter."""
         for camera in self._cameras():
             for name, (default, description) in camera_parameters(camera).items():
                 if not self.has_parameter(name):
                     self.declare_parameter(name, default, ParameterDescriptor(description=description,
                                                                               dynamic_typing=True))
+
+    def _declare_new_cameras(self) -> None:
+        self._declare_cameras.cancel()  # once per change of cameras
+        try:
+            self._declare_camera_parameters()
+        except Exception as err:  # e.g. a -p value for the new camera that its check refuses
+            self.get_logger().error(f"cameras {self._cameras()}: {err}; configure fails until it is fixed")
 
     def _parameter_values(self) -> dict[str, Any]:
         """Every parameter's value by name: the declared ones, each camera's, and (with cameras) any given
@@ -162,9 +176,9 @@ class Sam3Node(LifecycleNode):
             value = self.get_parameter(name).value
             values[name] = [str(v) for v in (value or [])] if isinstance(default, list) else value
         cameras = self._cameras()
-        for camera in cameras:
-            values.update({name: self.get_parameter(name).value for name in camera_parameters(camera)
-                           if self.has_parameter(name)})
+        for camera in cameras:  # declared or about to be (a declaration is checked like a change)
+            values.update({name: self.get_parameter(name).value if self.has_parameter(name) else default
+                           for name, (default, _) in camera_parameters(camera).items()})
         if cameras:
             overrides = getattr(self, "_parameter_overrides", {})
             values.update({name: overrides[name].value for name in camera_keys_given(overrides)
@@ -214,7 +228,7 @@ class Sam3Node(LifecycleNode):
     @_logged_transition
     def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
         try:
-            self._declare_camera_parameters()  # cameras named since start-up
+            self._declare_camera_parameters()  # cameras named since start-up, whatever the timer has done
             self.core.update_parameters(*split_parameters(self._parameter_values()))  # changes made before configure
             self.get_logger().info("loading SAM 3 ...")
             self.core.configure()
