@@ -88,14 +88,15 @@ def measure(width: int, height: int, count: int, mode: str, device: str, frames:
     core.activate()
 
     step_ms = []
-    original_step = core.pipeline.step
+    stepper = "step_cameras" if hasattr(core.pipeline, "step_cameras") else "step"  # what the node calls
+    original_step = getattr(core.pipeline, stepper)
 
     def timed_step(*args, **kwargs):
         start = clock()
         result = original_step(*args, **kwargs)
         step_ms.append((clock() - start) * 1e3)
         return result
-    core.pipeline.step = timed_step
+    setattr(core.pipeline, stepper, timed_step)
 
     rgb = (np.random.default_rng(1).random((height, width, 3)) * 255).astype(np.uint8)
     depth = scene.depth_mm()
