@@ -173,12 +173,7 @@ def main() -> None:
     parser.add_argument("--instances", nargs="+", type=int, default=[1, 5, 20, 50], help="instances per frame")
     parser.add_argument("--modes", nargs="+", choices=["all", "default"], default=["all", "default"],
                         help="all outputs subscribed, or only the robot outputs")
-    parser.add_argument("--device", default="cpu", help="cpu or cuda")
-    parser.add_argument("--frames", type=int, default=5, help="measured frames per setting (median)")
-    parser.add_argument("--warmup", type=int, default=4, help="frames before measuring (tracks get confirmed)")
-    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
-    parser.add_argument("--clock", choices=sorted(CLOCKS), default="wall",
-                        help="wall time, or CPU time of the process (for a machine busy with other work)")
+    add_run_options(parser, frames=5, warmup=4, frames_per="setting (median)")
     parser.add_argument("--old", default="4902ecf",
                         help="commit to compare with, or a folder holding its sam3_ros/ ('none': new code only)")
     parser.add_argument("--json", type=Path, help="write every measurement here")
@@ -220,6 +215,16 @@ def main() -> None:
     print_per_instance_cost(results)
     if args.json:
         args.json.write_text(json.dumps(results, indent=1))
+
+
+def add_run_options(parser: argparse.ArgumentParser, frames: int, warmup: int, frames_per: str) -> None:
+    """--device, --frames, --warmup, --threads and --clock, as the benchmarks that start workers take them."""
+    parser.add_argument("--device", default="cpu", help="cpu or cuda")
+    parser.add_argument("--frames", type=int, default=frames, help=f"measured frames per {frames_per}")
+    parser.add_argument("--warmup", type=int, default=warmup, help="frames before measuring (tracks get confirmed)")
+    parser.add_argument("--threads", type=int, default=0, help="torch threads per process (0: torch's default)")
+    parser.add_argument("--clock", choices=sorted(CLOCKS), default="wall",
+                        help="wall time, or CPU time of the process (for a machine busy with other work)")
 
 
 def print_per_instance_cost(results: list[dict]) -> None:

@@ -48,6 +48,9 @@ def test_one_process_batched_and_one_camera_at_a_time(tmp_path):
         assert {"vision", "detector", "tracker", "memory_encoder", "outside components", "round"} <= set(
             row["round_component_ms"])
     assert all(r["fps_vs_one_at_a_time"] for r in report["rows"] if r["cameras"] == 2)
+    # one camera at a time ran in alternating rounds with batched, in the same process
+    assert all(r["paired_batched_fps"] > 0 for r in report["rows"] if r["mode"] == "sequential")
+    assert all(r["fps_vs_one_at_a_time_paired"] > 0 for r in report["rows"] if r["mode"] == "batched")
     assert any("target >= 1.2x" in t for t in report["targets"])
     assert report["environment"]["separate_processes"] is False
 
@@ -65,7 +68,7 @@ def test_a_worker_process_warms_up_then_waits_for_go(tmp_path):
 def test_separate_processes_sum_memory_and_count_frames_over_their_joint_window(bench):
     def part(start, end, peak):
         return {"model": "tiny", "mode": "single", "device": "cpu", "clock": "wall", "torch_threads": 1,
-                "cameras": 1, "frames": 10, "seconds": end - start, "wall_start": start, "wall_end": end,
+                "cameras": 1, "frames": 10, "seconds": end - start, "modes": {}, "wall_start": start, "wall_end": end,
                 "round_stage_ms": {}, "round_component_ms": {}, "memory_mib": {k: {"rss_mib": peak, "peak_rss_mib": peak, "pss_mib": peak / 2}
                                                      for k in ("torch", "model", "end")}}
     row = bench.combine([part(100.0, 102.0, 800.0), part(101.0, 104.0, 900.0)])
