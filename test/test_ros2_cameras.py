@@ -9,6 +9,8 @@ parameters refused at configure, a lifecycle cycle and SIGINT with two cameras.
 """
 from __future__ import annotations
 
+import os
+import signal
 import time
 
 import pytest
@@ -21,10 +23,10 @@ if SKIP_REASON is not None:
 
 from diagnostic_msgs.msg import DiagnosticArray  # noqa: E402  (after the skip: needs the runtime)
 from rcl_interfaces.srv import ListParameters  # noqa: E402
-from rclpy.qos import QoSProfile, ReliabilityPolicy  # noqa: E402
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy  # noqa: E402
 from sam3_ros_interfaces import srv  # noqa: E402
 from sam3_ros_interfaces.msg import Concept, InstanceArray  # noqa: E402
-from vision_msgs.msg import Detection3DArray  # noqa: E402
+from vision_msgs.msg import Detection3DArray, LabelInfo  # noqa: E402
 
 from test_ros2_node import CRASH_SIGNS, TINY, assert_publishing, assert_silent, bring_up  # noqa: E402
 from test_ros2_readme_claims import code, readme_section, table_rows  # noqa: E402
@@ -126,6 +128,13 @@ def test_the_readme_topic_table_of_several_cameras_is_what_the_node_publishes(cl
     assert wait_until(lambda: ours() == documented, 20.0), ours() ^ documented
 
 
+def test_each_cameras_label_info_reaches_a_late_subscriber(client, node):
+    latched = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
+    for camera in (HEAD, WRIST):
+        message = client.subscribe(LabelInfo, f"{NODE}/{camera}/label_info", latched).wait_for(timeout_s=15.0)
+        assert message.header.frame_id == f"{camera}_optical"
+
+
 def test_per_camera_parameters_from_the_params_file_apply(client, node):
     values = client.get_parameters(NODE, [f"{HEAD}.depth", f"{WRIST}.depth", f"{WRIST}.reliability"])
     assert values == {f"{HEAD}.depth": True, f"{WRIST}.depth": False, f"{WRIST}.reliability": "reliable"}
@@ -213,7 +222,7 @@ def test_cameras_set_at_run_time_get_their_parameters_and_apply_at_configure(cli
         assert process.alive
 
 
-def test_a_lifecycle_cycle_and_sigint_with_two_cameras(client, node):
+def test_a_lifecycle_cycle_and_sigint_to_the_process_group_with_two_cameras(client, node):
     """Last: it ends the module's node."""
     process, _ = node
     inboxes = [instances_of(client, camera) for camera in (HEAD, WRIST)]
@@ -224,5 +233,6 @@ def test_a_lifecycle_cycle_and_sigint_with_two_cameras(client, node):
             assert wait_until(lambda: client.node.count_subscribers(topic) == subscribed, 10.0), (step, topic)
         for inbox in inboxes:
             assert_publishing(inbox) if step == "activate" else assert_silent(inbox)
-    assert process.stop() == 0, process.output()[-3000:]
+    os.killpg(process.process.pid, signal.SIGINT)  # the node's whole process group, as Ctrl-C in a terminal
+    assert process.process.wait(30) == 0, process.output()[-3000:]
     assert not any(sign in process.output() for sign in CRASH_SIGNS), process.output()[-3000:]
