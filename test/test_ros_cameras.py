@@ -7,6 +7,8 @@ The pipeline, the node core and the messages (rosbags classes, round-tripped to 
 """
 from __future__ import annotations
 
+import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +22,7 @@ from sam3_ros.io import messages
 from sam3_ros.model.tiny import byte_level_clip_tokenizer
 from sam3_ros.ros.controller import NodeCore
 from sam3_ros.ros.find import FindReason
-from sam3_ros.ros.camera_session import CameraSession
+from sam3_ros.ros.camera_session import CameraInput, CameraSession, LatestFrames
 from sam3_ros.ros.params import (CAMERA_INPUTS, CAMERA_KEYS, CAMERA_OVERRIDES, NodeParams, all_parameters,
                                  camera_parameters, parameter_change_refusal, split_parameters)
 from sam3_ros.ros.rviz_cameras import cameras_config
@@ -135,6 +137,19 @@ def test_one_step_takes_the_newest_frame_of_every_camera_that_has_one():
     head, wrist = core.sessions["head"].counters, core.sessions["wrist"].counters
     assert (head.received, head.dropped, head.processed) == (3, 2, 1)
     assert (wrist.received, wrist.dropped, wrist.processed) == (1, 0, 1)
+
+
+def test_a_frame_from_any_camera_wakes_the_waiting_worker():
+    mailbox = LatestFrames()
+    taken = []
+    worker = threading.Thread(target=lambda: taken.append((mailbox.take_all(timeout_s=30.0), time.monotonic())))
+    worker.start()
+    time.sleep(0.2)
+    sent = time.monotonic()
+    mailbox.put("wrist", CameraInput(image="frame"))
+    worker.join(5.0)
+    (items, woke), = taken
+    assert list(items) == ["wrist"] and woke - sent < 2.0
 
 
 def test_a_silent_camera_is_never_waited_for_and_stays_untouched():
