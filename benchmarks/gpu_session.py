@@ -24,8 +24,8 @@ What it measures (full run): the full-size random-init SAM 3 (transformers' defa
   session on the same frames with ``max_num_objects = N`` (the baseline ratio);
 - ``host_path``: ``benchmarks/bench_host_path.py --device cuda --sizes 1280x720 --instances 20``
   in a subprocess (skipped, with the reason, where that script is absent);
-- ``cameras``: 1 vs 4 cameras served by one model (one pipeline per camera, shared components):
-  peak memory and time per round;
+- ``cameras``: 1 vs 4 cameras served by one model, each way in the same run: one pipeline per
+  camera stepped in turn, and one pipeline's batched ``step_cameras``: peak memory, time per round;
 - ``pipeline_compiled``: the same pipeline with ``torch_fast.compile_components`` (compile time
   reported separately as the first frame).
 
@@ -96,7 +96,7 @@ PARTS = (
     ("transformers_bf16", 45, "transformers' streaming Sam3VideoModel session, bf16, same frames"),
     ("pipeline_compiled", 150, "Sam3Pipeline with model.compile'd components (compile_components)"),
     ("host_path", 60, "benchmarks/bench_host_path.py (subprocess): host path, old code vs new"),
-    ("cameras", 20, "1 vs 4 cameras sharing one model: time per round, peak memory"),
+    ("cameras", 30, "1 vs 4 cameras sharing one model, in turn vs batched: time per round, peak memory"),
     ("transformers_fp32", 50, "transformers' streaming Sam3VideoModel session, fp32, same frames"),
 )
 NEEDS_MODEL = {name for name, _, _ in PARTS} - {"ceilings", "build", "host_path"}
@@ -870,43 +870,56 @@ def old_commit_available() -> bool:
 
 
 def part_cameras(session: Session, data: dict, clock: PartClock) -> None:
+    """N cameras on one model, two ways in one run: one pipeline per camera stepped in turn (each
+    camera's frame through the backbone at batch 1), and one pipeline's ``step_cameras`` (every
+    camera's frame in one batch)."""
     from sam3_ros.bench import holding_tracks
     from sam3_ros.core.config import PipelineConfig
-    from sam3_ros.core.pipeline import Sam3Pipeline
+    from sam3_ros.core.pipeline import CameraFrame, Sam3Pipeline
     from sam3_ros.core.prompts import make_concept
 
     s = session.settings
-    data["note"] = ("one Sam3Pipeline per camera sharing one model's components, frames served round-robin "
-                    "(no cross-camera batching)")
+    data["note"] = ("one model's components shared; 'in turn': one Sam3Pipeline per camera, frames one "
+                    "after another; 'batched': one Sam3Pipeline, step_cameras over all cameras")
     rows = data.setdefault("rows", [])
     warmup = max(1, s.camera_frames // 3)
+
+    def pipeline() -> Sam3Pipeline:
+        made = Sam3Pipeline(session.components, session.loaded.tokenizer,
+                            holding_tracks(PipelineConfig(), s.camera_tracks))
+        made.set_concepts([make_concept(None, "object")])
+        return made
+
     for cameras in s.cameras:
-        _reset_peak(session)
-        pipelines = []
-        for _ in range(cameras):
-            pipeline = Sam3Pipeline(session.components, session.loaded.tokenizer,
-                                    holding_tracks(PipelineConfig(), s.camera_tracks))
-            pipeline.set_concepts([make_concept(None, "object")])
-            pipelines.append(pipeline)
-        rounds = []
-        for i in range(s.camera_frames):
-            start = time.perf_counter()
-            for cam, pipeline in enumerate(pipelines):
-                pipeline.step(session.images[(i + 3 * cam) % len(session.images)])
-            _sync(session)
-            if i >= warmup:
-                rounds.append((time.perf_counter() - start) * 1e3)
-        held = [len(p.tracks.live_ids) for p in pipelines]
-        if any(h != s.camera_tracks for h in held):
-            raise RuntimeError(f"held {held} live tracks instead of {s.camera_tracks} per camera")
-        state_bytes = sum(p.state_bytes() for p in pipelines)
-        round_ms = statistics.median(rounds)
-        rows.append({"cameras": cameras, "tracks_per_camera": s.camera_tracks, "round_ms": round(round_ms, 3),
-                     "per_frame_ms": round(round_ms / cameras, 3), "fps_per_camera": round(1e3 / round_ms, 2),
-                     "pipeline_state_bytes": state_bytes, "pipeline_state_mib": round(state_bytes / 2**20, 2),
-                     **_peak(session)})
-        session.save()
-        del pipelines
+        names = [f"camera{c}" for c in range(cameras)]
+        for mode in ("in turn", "batched"):
+            _reset_peak(session)
+            pipelines = {name: pipeline() for name in names} if mode == "in turn" else {"": pipeline()}
+            rounds = []
+            for i in range(s.camera_frames):
+                frames = {name: CameraFrame(session.images[(i + 3 * c) % len(session.images)])
+                          for c, name in enumerate(names)}
+                start = time.perf_counter()
+                if mode == "in turn":
+                    for name, frame in frames.items():
+                        pipelines[name].step(frame.image)
+                else:
+                    pipelines[""].step_cameras(frames)
+                _sync(session)
+                if i >= warmup:
+                    rounds.append((time.perf_counter() - start) * 1e3)
+            held = [len(p.tracks.live_ids) for p in pipelines.values()] if mode == "in turn" else \
+                [len(pipelines[""].tracks_of(name).live_ids) for name in names]
+            if any(h != s.camera_tracks for h in held):
+                raise RuntimeError(f"{mode}: held {held} live tracks instead of {s.camera_tracks} per camera")
+            state_bytes = sum(p.state_bytes() for p in pipelines.values())
+            round_ms = statistics.median(rounds)
+            rows.append({"cameras": cameras, "mode": mode, "tracks_per_camera": s.camera_tracks,
+                         "round_ms": round(round_ms, 3), "per_frame_ms": round(round_ms / cameras, 3),
+                         "fps_per_camera": round(1e3 / round_ms, 2), "pipeline_state_bytes": state_bytes,
+                         "pipeline_state_mib": round(state_bytes / 2**20, 2), **_peak(session)})
+            session.save()
+            del pipelines
 
 
 PART_FUNCTIONS = {
@@ -1018,10 +1031,10 @@ def render_markdown(report: dict) -> str:
     cams = data.get("cameras", {}).get("rows", [])
     if cams:
         lines += ["## Cameras sharing one model", "", data["cameras"].get("note", ""), ""]
-        lines += _table(["cameras", "tracks per camera", "ms per round", "ms per frame", "FPS per camera",
+        lines += _table(["cameras", "mode", "tracks per camera", "ms per round", "ms per frame", "FPS per camera",
                          "pipeline state MiB", "peak MiB"],
-                        [[r["cameras"], r["tracks_per_camera"], r["round_ms"], r["per_frame_ms"], r["fps_per_camera"],
-                          r["pipeline_state_mib"], r.get("peak_allocated_mib")] for r in cams])
+                        [[r["cameras"], r.get("mode"), r["tracks_per_camera"], r["round_ms"], r["per_frame_ms"],
+                          r["fps_per_camera"], r["pipeline_state_mib"], r.get("peak_allocated_mib")] for r in cams])
     host = data.get("host_path", {})
     if host.get("result") is not None:
         lines += ["## Host path (bench_host_path.py)", "", f"`{host.get('command')}`", "", "```json",

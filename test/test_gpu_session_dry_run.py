@@ -77,9 +77,11 @@ def test_dry_run_pipelines_held_the_requested_tracks(gs, dry_run):
         assert [r["tracks"] for r in rows] == list(gs.DRY.tracks), name
         assert all(r["median_ms"] > 0 for r in rows)
     cameras = parts["cameras"]["data"]["rows"]
-    assert [r["cameras"] for r in cameras] == list(gs.DRY.cameras)
-    # more cameras keep more track memory: one pipeline's state per camera
-    assert cameras[-1]["pipeline_state_bytes"] > cameras[0]["pipeline_state_bytes"] > 0
+    assert [(r["cameras"], r["mode"]) for r in cameras] == [(n, m) for n in gs.DRY.cameras
+                                                            for m in ("in turn", "batched")]
+    # more cameras keep more track memory, whether in one pipeline or one per camera
+    by_mode = {m: [r["pipeline_state_bytes"] for r in cameras if r["mode"] == m] for m in ("in turn", "batched")}
+    assert all(states[-1] > states[0] > 0 for states in by_mode.values())
 
 
 def test_dry_run_floor_ratios_use_the_counted_flops(dry_run):
