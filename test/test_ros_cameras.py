@@ -270,11 +270,15 @@ def test_concepts_apply_to_every_camera_and_exemplars_name_a_known_camera():
     outside = core.add_concept(request("AddConcept", concept=concept("", "far", [(400, 10, 500, 60)], camera="head"),
                                        replace=False))
     assert not outside["success"]  # boxes are checked against head's 320 x 240 image
+    # boxes with no camera are the first camera's, whichever camera a step happens to list first
+    first = core.add_concept(request("AddConcept", concept=concept("", "bin", [(10, 10, 60, 60)]), replace=False))
+    assert first["success"], first["message"]
+    assert [c.camera for c in core.active_concepts()] == ["", "wrist", "head"]
     send(core, "head", 1_001)
     send(core, "wrist", 1_001)
     step = core.process_step(timeout_s=0.0)
     for name in CAMERAS:
-        assert {i.concept_id for i in step[name].result.instances} == {"object", "crate"}
+        assert {i.concept_id for i in step[name].result.instances} == {"object", "crate", "bin"}
 
 
 def test_focus_follows_the_track_on_its_camera_only():

@@ -244,8 +244,12 @@ class NodeCore:
         return self._response(True, done.format(n=len(concepts)) + note)
 
     def _parse(self, msg) -> Concept:
-        """A Concept from its message; exemplar boxes are checked against its camera's last image."""
-        return messages.concept_from_msg(msg, self._camera(msg.camera or "", "concept").image_size)
+        """A Concept from its message; exemplar boxes are checked against its camera's last image.
+        An empty camera becomes the first of ``cameras`` (the pipeline's "" would be whichever camera
+        a step lists first)."""
+        session = self._camera(msg.camera or "", "concept")
+        concept = messages.concept_from_msg(msg, session.image_size)
+        return dataclasses.replace(concept, camera=session.name) if concept.exemplars else concept
 
     def _camera(self, name: str, what: str) -> CameraSession:
         """The session a request names ("": the first camera), or PromptError naming the cameras."""
