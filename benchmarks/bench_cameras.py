@@ -10,7 +10,9 @@ random-init SAM 3 of ``bench_pipeline.py``, for a GPU) and each camera count N,
 every camera 640x480 with the same concepts (2 text prompts) and N tracks held per camera, it runs:
 
   batched     one process, one pipeline, ``step_cameras`` with all N cameras per step
-  sequential  one process, one pipeline, ``step_cameras`` with one camera at a time, in turn
+  sequential  one process, ``step_cameras`` with one camera at a time, in turn; the same process also
+              steps a second pipeline (same weights) batched, in alternating rounds, for a paired ratio
+              that a shared machine's drifting load cannot skew
   processes   N processes started here, each loading its own model and stepping one camera (``step``)
 
 (N = 1 runs once: one process, ``step``: today's single-camera node, the reference for RSS.)
@@ -20,9 +22,12 @@ configuration start measuring together (each waits for a "go" on stdin after its
 Measured per configuration:
   peak RSS   VmHWM of /proc/self/status in each process, summed over the processes (an upper bound
              of the tree's peak: every process holds its model all along); PSS (smaps_rollup, after
-             the run) sums shared library pages once, so the tree's PSS is the memory really used
-  frames/s   all cameras' measured frames / (last process's end - first process's start), or with
-             ``--clock cpu`` / the processes' CPU seconds summed (frames per CPU-second)
+             the run) counts shared library pages once, so the tree's PSS is the memory really used
+  frames/s   all cameras' measured frames / the time of the measured rounds; several processes: from
+             the first one's start to the last one's end, or with ``--clock cpu`` their CPU seconds
+             summed (frames per CPU-second)
+  split      per round: each network component's time (wrapped, on the same clock), the rest of the
+             round, and the minor page faults (fresh memory the kernel had to zero-fill)
 """
 from __future__ import annotations
 
@@ -33,6 +38,7 @@ import functools
 import json
 import os
 import platform
+import resource
 import statistics
 import subprocess
 import sys
@@ -64,6 +70,11 @@ def proc_kib(path: str, key: str) -> int:
     except OSError:
         pass
     return 0
+
+
+def minor_faults() -> int:
+    """Pages this process touched for the first time (fresh allocations the kernel zero-fills)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
 
 
 def memory_mib() -> dict:
@@ -164,25 +175,27 @@ def measure(model: str, mode: str, cameras: int, device: str, frames: int, warmu
         print(READY, flush=True)
         sys.stdin.readline()
     # per mode and round: the pipeline's stage timers (wall), the components and the round (``clock``)
-    stages, parts = {name: [] for name in modes}, {name: [] for name in modes}
+    stages, parts, faults = ({name: [] for name in modes} for _ in range(3))
     wall_start = time.time()
     for i in range(warmup, warmup + frames):
         for name in modes if i % 2 == 0 else modes[::-1]:
             _, spent, step_round = runs[name]
             spent.clear()
-            round_start = clock()
+            round_faults, round_start = minor_faults(), clock()
             stages[name].append(_summed(step_round(i)))
             if cuda:
                 torch.cuda.synchronize()
             round_ms = (clock() - round_start) * 1e3
             parts[name].append({**spent, "outside components": round_ms - sum(spent.values()), "round": round_ms})
+            faults[name].append(minor_faults() - round_faults)
     wall_end = time.time()
     for name, (pipeline, _, _) in runs.items():
         held = held_tracks(pipeline, name, cameras)
         if held != [tracks] * len(held):
             raise RuntimeError(f"{name}: held {held} live tracks per camera instead of {tracks}")
     by_mode = {name: {"frames": frames * cameras, "seconds": sum(r["round"] for r in parts[name]) / 1e3,
-                      "round_stage_ms": _medians(stages[name]), "round_component_ms": _medians(parts[name])}
+                      "round_stage_ms": _medians(stages[name]), "round_component_ms": _medians(parts[name]),
+                      "round_page_faults": statistics.median(faults[name])}
                for name in modes}
     return {
         "model": model, "mode": modes[0], "cameras": cameras, "device": device, "clock": clock_name,
@@ -276,6 +289,7 @@ def combine(parts: list[dict]) -> dict:
                # per round of all cameras (a sum of medians over separate processes)
                round_stage_ms=_summed([p["round_stage_ms"] for p in parts]),
                round_component_ms=_summed([p["round_component_ms"] for p in parts]),
+               round_page_faults=sum(p["round_page_faults"] for p in parts),
                per_process=parts)
     if "batched" in parts[0]["modes"] and row["mode"] == "sequential":  # paired: batched in the same rounds
         paired = parts[0]["modes"]["batched"]
@@ -339,11 +353,12 @@ SPLIT = ("vision", "detector", "tracker", "memory_encoder", "mask_prompter", "ou
 
 def time_table(rows: list[dict]) -> str:
     """Where a round's time goes: milliseconds per round of every camera (medians, the run's clock)."""
-    out = [f"{'model':>7} {'cams':>4} {'mode':>10} | " + " ".join(f"{name[:12]:>12}" for name in SPLIT)]
+    out = [f"{'model':>7} {'cams':>4} {'mode':>10} | " + " ".join(f"{name[:12]:>12}" for name in SPLIT)
+           + " | page faults"]
     for row in rows:
         ms = row["round_component_ms"]
         out.append(f"{row['model']:>7} {row['cameras']:>4} {row['mode']:>10} | "
-                   + " ".join(f"{ms.get(name, 0.0):12.1f}" for name in SPLIT))
+                   + " ".join(f"{ms.get(name, 0.0):12.1f}" for name in SPLIT) + f" | {row['round_page_faults']:11.0f}")
     return "\n".join(out)
 
 
@@ -359,7 +374,8 @@ def environment(args) -> dict:
         "load_before": out(["uptime"]), "torch": metadata.version("torch"), "python": platform.python_version(),
         "size": f"{WIDTH}x{HEIGHT}", "concepts": list(CONCEPTS), "tracks_per_camera": args.tracks,
         "frames_per_camera": args.frames, "warmup_rounds": args.warmup, "threads": args.threads,
-        "clock": args.clock, "device": args.device, "separate_processes": not args.no_subprocess}
+        "clock": args.clock, "device": args.device, "separate_processes": not args.no_subprocess,
+        "glibc_tunables": os.environ.get("GLIBC_TUNABLES", "")}
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -397,7 +413,8 @@ def main(argv: list[str] | None = None) -> None:
                 annotate(report["rows"])
                 print(line(row), flush=True)
     report["elapsed_s"] = time.monotonic() - started
-    print(f"\nms per round of all cameras ({args.clock} clock; network components and the rest):")
+    print(f"\nms per round of all cameras ({args.clock} clock; network components and the rest), "
+          "and the minor page faults of a round:")
     print(time_table(report["rows"]))
     report["targets"] = targets(report["rows"])
     for text in report["targets"]:

@@ -69,11 +69,11 @@ def test_separate_processes_sum_memory_and_count_frames_over_their_joint_window(
     def part(start, end, peak):
         return {"model": "tiny", "mode": "single", "device": "cpu", "clock": "wall", "torch_threads": 1,
                 "cameras": 1, "frames": 10, "seconds": end - start, "modes": {}, "wall_start": start, "wall_end": end,
-                "round_stage_ms": {}, "round_component_ms": {}, "memory_mib": {k: {"rss_mib": peak, "peak_rss_mib": peak, "pss_mib": peak / 2}
+                "round_stage_ms": {}, "round_component_ms": {}, "round_page_faults": 3, "memory_mib": {k: {"rss_mib": peak, "peak_rss_mib": peak, "pss_mib": peak / 2}
                                                      for k in ("torch", "model", "end")}}
     row = bench.combine([part(100.0, 102.0, 800.0), part(101.0, 104.0, 900.0)])
     assert (row["cameras"], row["processes"], row["frames"]) == (2, 2, 20)
     assert row["fps"] == pytest.approx(20 / 4.0)  # from the first start to the last end
-    assert (row["peak_rss_mib"], row["pss_mib"]) == (1700.0, 850.0)
+    assert (row["peak_rss_mib"], row["pss_mib"], row["round_page_faults"]) == (1700.0, 850.0, 6)
     cpu = bench.combine([{**part(100.0, 102.0, 800.0), "clock": "cpu"}, {**part(101.0, 104.0, 900.0), "clock": "cpu"}])
     assert cpu["fps"] == pytest.approx(20 / 5.0)  # CPU seconds add up
