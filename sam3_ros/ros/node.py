@@ -123,7 +123,7 @@ class Sam3Node(LifecycleNode):
                 description=description, additional_constraints=ranges[name], **typing))
         self._declare_camera_parameters()
         self.core: NodeCore | None = None
-        self._pubs: dict[str, Any] = {}
+        self._pubs: dict[tuple[str, str], Any] = {}  # (camera, FrameOutputs field) -> publisher; focus: camera ""
         self._camera_inputs: list[Any] = []  # not `_subscriptions`: that name is rclpy's own list
         self._types = RclpyTypes()
         self._tf_buffer = None
