@@ -7,6 +7,7 @@ import dataclasses
 
 import numpy as np
 import pytest
+import torch
 
 from sam3_ros.core.config import PipelineConfig
 from sam3_ros.core.pipeline import CameraFrame, RefineRequest, Sam3Pipeline
@@ -173,3 +174,23 @@ def test_forgetting_a_camera_ends_only_its_tracks(tiny, tiny_components):
     head = set(pipeline.tracks_of("head").live_ids)
     assert set(pipeline.forget_camera("wrist")) == wrist
     assert pipeline.tracks_of("wrist").live_ids == [] and set(pipeline.tracks_of("head").live_ids) == head
+
+
+def test_position_encodings_are_the_same_for_every_camera(tiny_components):
+    """Mixed-camera calls keep position encodings batch 1 (base.SAME_FOR_EVERY_CAMERA): true of the
+    real backbone for different images."""
+    from sam3_ros.backends.base import SAME_FOR_EVERY_CAMERA
+    from sam3_ros.model.preprocess import image_to_pixel_values
+
+    rng = np.random.default_rng(0)
+    images = [(rng.random((60, 80, 3)) * 255).astype(np.uint8) for _ in range(2)]
+    pixels = torch.cat([image_to_pixel_values(i, tiny_components.geometry.image_size, tiny_components.device,
+                                              tiny_components.dtype) for i in images])
+    vision = tiny_components.vision(pixels)
+    assert not torch.equal(vision.trk_feat[0], vision.trk_feat[1])
+    for name in SAME_FOR_EVERY_CAMERA:
+        value = getattr(vision, name)
+        for level in value if isinstance(value, tuple) else (value,):
+            assert torch.equal(level[0], level[1]), name
+    gathered = vision.for_rows([1, 0, 1])
+    assert torch.equal(gathered.trk_feat, vision.trk_feat[[1, 0, 1]]) and gathered.trk_pos.shape[0] == 1

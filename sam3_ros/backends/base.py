@@ -46,13 +46,13 @@ class VisionFeatures:
         """The features for a component call whose rows come from these cameras (batch rows).
 
         Rows of one camera get that camera's batch-1 features, which components broadcast; rows of
-        several cameras get one gathered row each (only for components that mix cameras).
+        several cameras get one gathered row each (only for components that mix cameras), gathered
+        only for the fields the component reads.
         """
         first = cameras[0]
         if all(c == first for c in cameras):
             return self if self.batch == 1 else self._map(lambda t: t[first:first + 1])
-        index = torch.tensor(cameras, device=self.trk_feat.device)
-        return self._map(lambda t: t.index_select(0, index))
+        return GatheredRows(self, torch.tensor(cameras, device=self.trk_feat.device))
 
     @staticmethod
     def cat(parts: "list[VisionFeatures]") -> "VisionFeatures":
@@ -63,6 +63,34 @@ class VisionFeatures:
 
     def _map(self, fn) -> "VisionFeatures":
         return VisionFeatures(*(_map_field(fn, getattr(self, f.name)) for f in fields(self)))
+
+
+# Sine position encodings depend on the feature map's shape only: every camera's are the same.
+SAME_FOR_EVERY_CAMERA = frozenset({"det_fpn_pos", "trk_pos"})
+
+
+class GatheredRows:
+    """VisionFeatures for rows of several cameras, each field gathered on first read (a detector call
+    never reads the tracker's features, a memory-encoder call reads one field); position encodings
+    stay batch 1, which components broadcast."""
+
+    def __init__(self, source: VisionFeatures, index: torch.Tensor):
+        self._source, self._index = source, index
+
+    @property
+    def batch(self) -> int:
+        return len(self._index)
+
+    def __getattr__(self, name: str):
+        if name.startswith("_"):
+            raise AttributeError(name)
+        value = getattr(self._source, name)
+        if name in SAME_FOR_EVERY_CAMERA:
+            gathered = _map_field(lambda t: t[:1], value)
+        else:
+            gathered = _map_field(lambda t: t.index_select(0, self._index), value)
+        setattr(self, name, gathered)  # read once: later reads find the attribute
+        return gathered
 
 
 def _map_field(fn, value):
