@@ -219,6 +219,7 @@ def test_cameras_set_at_run_time_get_their_parameters_and_apply_at_configure(cli
         for topic in ("/mc_late/image", "/mc_late/camera_info", "/mc_late/depth"):
             assert wait_until(lambda: client.node.count_subscribers(topic) == 1, 10.0), topic
         assert client.node.count_subscribers("/image") == 0  # no single camera beside it
+        assert client.set_parameters(f"/{name}", {"cameras": []})[0].successful  # back to one camera at configure
         assert process.alive
 
 

@@ -122,6 +122,8 @@ def test_set_parameters_checks_per_camera_values_too():
     assert parameter_change_refusal(current, {"head.depth": True, "head.reliability": "reliable"}) is None
     assert "head.reliability must be" in parameter_change_refusal(current, {"head.reliability": "sometimes"})
     assert "unknown parameters: ['wrist.depth']" in parameter_change_refusal(current, {"wrist.depth": True})
+    assert parameter_change_refusal({**current, "head.depth": True}, {"cameras": []}) is None  # back to one camera
+    assert parameter_change_refusal({**current, "head.depth": True}, {"cameras": ["wrist"]}) is None
 
 
 # -- scheduling ------------------------------------------------------------------------------------------------

@@ -182,7 +182,7 @@ class Sam3Node(LifecycleNode):
         if cameras:
             overrides = getattr(self, "_parameter_overrides", {})
             values.update({name: overrides[name].value for name in camera_keys_given(overrides)
-                           if name not in values})
+                           if name not in values and not self.has_parameter(name)})
         return values
 
     def _make_core(self) -> NodeCore:

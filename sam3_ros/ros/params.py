@@ -243,6 +243,10 @@ def parameter_change_refusal(current: dict[str, Any], changes: dict[str, Any]) -
     for name, default in ((n, d) for n, (d, _) in all_parameters().items() if n in changes):
         if isinstance(default, list):
             proposed[name] = [str(v) for v in (proposed[name] or [])]
+    cameras = proposed.get("cameras") or []
+    for name in camera_keys_given(current):  # a camera taken out of cameras leaves its keys unused, not wrong
+        if name.split(".")[0] not in cameras and name not in changes:
+            del proposed[name]
     try:
         split_parameters(proposed)
     except (TypeError, ValueError) as err:
