@@ -10,6 +10,7 @@ nothing here ships.
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from dataclasses import dataclass
@@ -100,7 +101,7 @@ class StandInComponents:
             name="stand-in", geometry=geometry, device=self.device, dtype=torch.float32,
             vision=timed(self.vision), text=timed(self.text), exemplars=timed(self.exemplars),
             detector=timed(self.detector), tracker=timed(self.tracker), mask_prompter=timed(self.mask_prompter),
-            memory_encoder=timed(self.memory_encoder), mixes_cameras=True,
+            memory_encoder=timed(self.memory_encoder), **_mixing_cameras(),
         )
 
     def _timed(self, component):
@@ -160,3 +161,10 @@ class StandInComponents:
         features = torch.zeros(mask_logits.shape[0], 1, MEMORY_DIM, device=self.device)
         features[:, 0, 0] = distance.argmin(dim=1).float()
         return features
+
+
+def _mixing_cameras() -> dict:
+    """Its components serve several cameras in one call; older trees (bench_host_path.py's old side)
+    have no such setting."""
+    names = {f.name for f in dataclasses.fields(base.Sam3Components)}
+    return {"mixes_cameras": True} if "mixes_cameras" in names else {}
