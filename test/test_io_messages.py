@@ -222,6 +222,16 @@ def test_oriented_box_and_text_share_the_overlays_track_colour(header):
     assert markers[1].scale.z == pytest.approx(0.05)  # the cube keeps the box's size
 
 
+def test_a_flat_instances_box_is_drawn_with_some_thickness(header):
+    """A plane's points give a box of zero thickness, which rviz2 draws black or not at all."""
+    inst = sample_result().instances[0]
+    box = messages.OrientedBox((0.0, 0.0, 1.5), (0.4, 0.3, 0.0), (0.0, 0.0, 0.0, 1.0))
+    result = FrameResult(0, HEIGHT, WIDTH, [replace(inst, position_3d=replace(inst.position_3d, box=box))], stamp_ns=1)
+    (cube,) = [m for m in roundtrip(messages.marker_array(result, header, TYPES)).markers if m.ns == "sam3_boxes"]
+    assert (cube.scale.x, cube.scale.y) == (pytest.approx(0.4), pytest.approx(0.3))
+    assert cube.scale.z == pytest.approx(messages.BOX_MARKER_MIN_M)
+
+
 def test_point_cloud_points_carry_their_tracks_overlay_colour(header):
     cloud = np.zeros(5, dtype=[("x", "<f4"), ("y", "<f4"), ("z", "<f4"), ("track_id", "<u4")])
     cloud["x"] = np.arange(5)

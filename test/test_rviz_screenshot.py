@@ -2,13 +2,14 @@
 
 The node (tiny model, CPU) runs through `ros2 launch`, a synthetic camera publishes image, camera info
 and depth in frame `camera_optical` (no TF of its own), and the real rviz2 runs under Xvfb through
-sam3_ros.ros.rviz_start with that fixed frame. rviz2 is started once with every display off (the
-baseline), once per display with only that display on, and once with the whole config; each time the
-screen is grabbed (ImageMagick `import`). A display "draws something in its region" when the pixels
-that differ from the baseline lie where it draws (3D displays: inside the 3D view, the baseline's
-(48, 48, 48) background; image displays: outside it, in their panels) and have its colours (markers
-and clouds: the tracks' overlay colours; the focus pose: its red x axis). Global Status is read from
-the Displays panel: RViz's own ok.png icon is on screen and its warning.png and error.png are not.
+sam3_ros.ros.rviz_start with that fixed frame. rviz2 is started once with every display of the node's
+outputs off (the baseline; Grid and TF stay on, as shipped), once per display with only that one of them
+on, and once with the whole config; each time the screen is grabbed (ImageMagick `import`). A display
+"draws something in its region" when the pixels that differ from the baseline lie where it draws (3D
+displays: inside the 3D view, around the baseline's (48, 48, 48) background; image displays: outside
+it, in their panels) and have its colours (markers and clouds: the tracks' overlay colours; the focus
+pose: its red x axis). Global Status is read from the Displays panel: RViz's own ok.png icon is on
+screen and its warning.png and error.png are not.
 
 It skips, saying what is missing, without a full ROS 2 runtime, rviz2, Xvfb or ImageMagick.
 SAM3_RVIZ_SCREENSHOT=<path> keeps the whole-config screenshot (docs/rviz.png came from such a run).
@@ -16,6 +17,7 @@ SAM3_RVIZ_SCREENSHOT=<path> keeps the whole-config screenshot (docs/rviz.png cam
 from __future__ import annotations
 
 import importlib.util
+import itertools
 import os
 import shutil
 import signal
@@ -29,6 +31,7 @@ import pytest
 import yaml
 
 from ros_runtime import REPO, SKIP_REASON, RosClient, SyntheticCamera, node_environment
+from sam3_ros.io.messages import BOX_MARKER_ALPHA
 from sam3_ros.io.overlay import track_colour
 from sam3_ros.ros import rviz_start
 
@@ -43,6 +46,9 @@ DISPLAYS = {  # check name -> (config display name, MarkerArray namespaces or No
     "focus": ("Focused track", None, "view"),
 }
 SCREEN = (1600, 1000)
+# On in every shot, as shipped: they show none of the node's output, and without them in the scene
+# rviz2 drew no text marker at all.
+KEPT = ("Grid", "TF")
 
 
 def _missing() -> str | None:
@@ -116,12 +122,13 @@ def scene(tmp_path_factory):
 
 
 def config_with(enabled: str | None, tmp: Path) -> Path:
-    """config/sam3.rviz with only display check ``enabled`` on ("all": as shipped, None: none)."""
+    """config/sam3.rviz with, of the node's displays, only check ``enabled`` on ("all": as shipped,
+    None: none); KEPT stay on."""
     config = yaml.safe_load(rviz_start.rviz_config((REPO / "config" / "sam3.rviz").read_text(), FRAME, True))
     if enabled != "all":
         name, namespaces, _ = DISPLAYS.get(enabled, (None, None, None))
         for entry in config["Visualization Manager"]["Displays"]:
-            entry["Enabled"] = entry["Value"] = entry["Name"] == name
+            entry["Enabled"] = entry["Value"] = entry["Name"] in (name, *KEPT)
             if entry["Name"] == name and namespaces is not None:
                 entry["Namespaces"] = namespaces
     path = tmp / f"{enabled or 'none'}.rviz"
@@ -151,21 +158,39 @@ def screenshot(display: str, config: Path, tmp: Path, settle_s: float = 20.0) ->
 
 
 def view_box(baseline: np.ndarray) -> tuple[int, int, int, int]:
-    """(x0, y0, x1, y1) of the 3D view: the largest region of the background colour."""
+    """(x0, y0, x1, y1) of the 3D view: around the regions of the background colour, which the grid's
+    lines cut into several, but not the small ones (the Displays panel's colour swatch)."""
     mask = (np.abs(baseline.astype(int) - BACKGROUND).max(axis=2) <= 2).astype(np.uint8)
-    count, _, stats, _ = cv2.connectedComponentsWithStats(mask)
-    assert count > 1, "no 3D view (background colour) on the baseline screen"
-    x, y, w, h, _ = stats[1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))]
-    return x, y, x + w, y + h
+    _, _, stats, _ = cv2.connectedComponentsWithStats(mask)
+    regions = [(x, y, x + w, y + h) for x, y, w, h, area in stats[1:] if area >= 5000]
+    assert regions, "no 3D view (background colour) on the baseline screen"
+    return tuple(int(f(r[i] for r in regions)) for i, f in enumerate((min, min, max, max)))
 
 
 def changed(shot: np.ndarray, baseline: np.ndarray) -> np.ndarray:
     return np.abs(shot.astype(int) - baseline.astype(int)).max(axis=2) > 30
 
 
-def near(shot: np.ndarray, colours: list[tuple[int, int, int]], tolerance: int = 40) -> np.ndarray:
-    pixels = shot.astype(int)
-    return np.any([np.abs(pixels - c).max(axis=2) <= tolerance for c in colours], axis=0)
+def near(pixels: np.ndarray, colours: list[tuple[int, int, int]], tolerance: int = 40) -> np.ndarray:
+    """Which of ``pixels`` (..., 3) are within ``tolerance`` of one of ``colours``."""
+    values, index = np.unique(pixels.reshape(-1, 3).astype(int), axis=0, return_inverse=True)
+    hit = np.zeros(len(values), bool)
+    for colour in colours:
+        hit |= np.abs(values - colour).max(axis=1) <= tolerance
+    return hit[index.reshape(-1)].reshape(pixels.shape[:-1])
+
+
+def layered(colours: list[tuple[int, int, int]], alpha: float, depth: int = 3) -> list[tuple[float, ...]]:
+    """The background seen through 1 to ``depth`` translucent layers of distinct ``colours``, in any
+    order (overlapping boxes)."""
+    seen = []
+    for count in range(1, depth + 1):
+        for layers in itertools.permutations(colours, count):
+            pixel = np.array(BACKGROUND, float)
+            for colour in layers:
+                pixel = alpha * np.array(colour) + (1 - alpha) * pixel
+            seen.append(tuple(pixel))
+    return seen
 
 
 def find_icon(shot: np.ndarray, name: str, region: tuple[int, int, int, int]) -> bool:
@@ -199,9 +224,8 @@ def test_every_display_draws_and_global_status_is_ok(display, scene):
         region = diff & (in_view if where == "view" else ~in_view)
         if check in ("markers", "points"):
             region &= near(shot, colours)
-        elif check == "boxes":  # translucent (alpha 0.35) over the background: hue of a track colour
-            blended = [tuple(int(0.35 * c + 0.65 * b) for c, b in zip(colour, BACKGROUND)) for colour in colours]
-            region &= near(shot, blended, tolerance=30)
+        elif check == "boxes":  # translucent cubes in track colours over the background, maybe overlapping
+            region[region] = near(shot[region], layered(colours, BOX_MARKER_ALPHA), tolerance=15)
         elif check == "focus":
             pixels = shot.astype(int)
             region &= (pixels[:, :, 0] > 100) & (pixels[:, :, 0] > 2 * pixels[:, :, 1]) \

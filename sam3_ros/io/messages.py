@@ -24,6 +24,9 @@ MARKER_DELETEALL = 3
 MARKER_NAMESPACE = "sam3"
 BOX_MARKER_NAMESPACE = "sam3_boxes"
 BOX_MARKER_ALPHA = 0.35
+# A flat instance (depth of a plane) has a box of zero thickness, which rviz2 draws black or not at
+# all (its faces' normals scale to zero): the cube is at least this thick in each axis.
+BOX_MARKER_MIN_M = 0.01
 # Text markers: scale.z is the text height, scaled with the instance (a share of its largest extent,
 # clamped), so a cup's label is a couple of centimetres tall and a forklift's some 30 cm: legible
 # from where one looks at a tabletop (~1 m) or a warehouse aisle (~10 m).
@@ -228,7 +231,8 @@ def marker_array(result: FrameResult, header_msg: Any, types: MessageTypes, life
                         scale=text_scale(inst))
                 for inst in located]
     markers += [tracked(inst, BOX_MARKER_ALPHA, position=box.center, namespace=BOX_MARKER_NAMESPACE,
-                        marker_type=MARKER_CUBE, orientation=box.quaternion, scale=box.size)
+                        marker_type=MARKER_CUBE, orientation=box.quaternion,
+                        scale=[max(size, BOX_MARKER_MIN_M) for size in box.size])
                 for inst in located if (box := inst.position_3d.box) is not None]
     return types.new("visualization_msgs/msg/MarkerArray", markers=markers)
 
