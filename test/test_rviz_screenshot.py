@@ -123,12 +123,16 @@ def scene(tmp_path_factory):
 
 def config_with(enabled: str | None, tmp: Path) -> Path:
     """config/sam3.rviz with, of the node's displays, only check ``enabled`` on ("all": as shipped,
-    None: none); KEPT stay on."""
+    None: none); KEPT stay on. A display that is off listens to no topic of the node either: rviz2
+    subscribes while it loads even a display it then turns off, and an Image display keeps showing
+    the frame it got."""
     config = yaml.safe_load(rviz_start.rviz_config((REPO / "config" / "sam3.rviz").read_text(), FRAME, True))
     if enabled != "all":
         name, namespaces, _ = DISPLAYS.get(enabled, (None, None, None))
         for entry in config["Visualization Manager"]["Displays"]:
             entry["Enabled"] = entry["Value"] = entry["Name"] in (name, *KEPT)
+            if not entry["Enabled"] and "Topic" in entry:
+                entry["Topic"]["Value"] += "_off"  # published by nobody
             if entry["Name"] == name and namespaces is not None:
                 entry["Namespaces"] = namespaces
     path = tmp / f"{enabled or 'none'}.rviz"
