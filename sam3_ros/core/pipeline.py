@@ -159,6 +159,7 @@ class Sam3Pipeline:
         self._synced_version = -1
         self._concepts: "OrderedDict[str, _ConceptState]" = OrderedDict()
         self._text_cache: "OrderedDict[str, PromptFeatures]" = OrderedDict()
+        self._pixels: torch.Tensor | None = None  # model inputs, reused (see _pixel_batch)
 
     # -- cameras -------------------------------------------------------------------------------------
     def stream(self, camera: str = SINGLE_CAMERA) -> CameraStream:
@@ -268,6 +269,7 @@ class Sam3Pipeline:
             stream.forget(ended)
             gone += ended
         self._text_cache.clear()
+        self._pixels = None
         for state in self._concepts.values():
             state.features = None
         return gone
@@ -304,8 +306,10 @@ class Sam3Pipeline:
         comp, g = self.components, self.geometry
 
         with timer("preprocess"):
-            pixels = torch.cat([image_to_pixel_values(s.frame.image, g.image_size, self.device, comp.dtype)
-                                for s in steps])
+            pixels = self._pixel_batch(len(steps))
+            for step in steps:
+                image_to_pixel_values(step.frame.image, g.image_size, self.device, comp.dtype,
+                                      out=pixels[step.row:step.row + 1])
         with timer("vision"):
             vision = self._vision(pixels)
         with timer("prompts"):
@@ -340,6 +344,14 @@ class Sam3Pipeline:
         )
         stream.frame_index += 1
         return result
+
+    def _pixel_batch(self, cameras: int) -> torch.Tensor:
+        """The model-input batch for this many cameras, kept from step to step: a fresh one each step
+        would be new memory for the allocator (on the CPU, pages the kernel zero-fills every step)."""
+        size = self.geometry.image_size
+        if self._pixels is None or self._pixels.shape[0] != cameras:
+            self._pixels = torch.empty(cameras, 3, size, size, dtype=self.components.dtype, device=self.device)
+        return self._pixels
 
     def _vision(self, pixels: torch.Tensor) -> VisionFeatures:
         if self.components.mixes_cameras or pixels.shape[0] == 1:

@@ -12,8 +12,9 @@ TEXT_CONTEXT_LENGTH = 32
 
 
 def image_to_pixel_values(image: np.ndarray | torch.Tensor, size: int, device: torch.device,
-                          dtype: torch.dtype) -> torch.Tensor:
-    """(H, W, 3) uint8 RGB -> (1, 3, size, size) normalised pixels, resized on ``device``.
+                          dtype: torch.dtype, out: torch.Tensor | None = None) -> torch.Tensor:
+    """(H, W, 3) uint8 RGB -> (1, 3, size, size) normalised pixels, resized on ``device``; written
+    into ``out`` (a (1, 3, size, size) ``dtype`` tensor, e.g. one camera's row of a batch) when given.
 
     The camera's bytes travel as uint8 (a third of float32's); the resize and the normalisation
     run on ``device``. On the CPU the resize runs on the uint8 pixels (torch's vectorised uint8
@@ -32,7 +33,7 @@ def image_to_pixel_values(image: np.ndarray | torch.Tensor, size: int, device: t
         nchw = nchw.float()
     resized = F.interpolate(nchw, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
     pixels = resized.float().mul_(1.0 / (255.0 * _STD)).sub_(_MEAN / _STD)
-    return pixels.to(dtype)
+    return pixels.to(dtype) if out is None else out.copy_(pixels)
 
 
 def tokenize(tokenizer, phrases: list[str]) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
